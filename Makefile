@@ -1,0 +1,38 @@
+# Two commands matter: `make run` (demo exporter) and `make test` (every check).
+# Both create the virtual environment and install what they need on a fresh machine.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PYTEST_WORKERS ?= 4
+
+.PHONY: run test lint typecheck unit services bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/festivals-exporter run --config.file=exporter/demo.yaml
+
+## Installs and starts what the tests talk to (PostgreSQL, Redis, promtool, Chromium...).
+services:
+	bash scripts/ensure-services.sh
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
+
+test: services lint unit
+
+bench: $(STAMP) services
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
