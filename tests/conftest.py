@@ -48,7 +48,7 @@ def fail_on_blocking_event_loop() -> Iterator[None]:
     try:
         yield
     finally:
-        asyncio.base_events.BaseEventLoop.__init__ = original_init  # type: ignore[method-assign,assignment]
+        asyncio.base_events.BaseEventLoop.__init__ = original_init  # type: ignore[method-assign]
         asyncio_logger.removeHandler(catcher)
     if catcher.messages:
         pytest.fail("blocking call inside the event loop:\n" + "\n".join(catcher.messages))

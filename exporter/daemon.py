@@ -1,0 +1,117 @@
+"""The long-running process: scheduler + web server + signal handling + reloads."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from pathlib import Path
+
+import anyio
+import anyio.abc
+from hypercorn.asyncio import serve
+from hypercorn.config import Config as HypercornConfig
+
+from exporter.config import DEFAULT_LISTEN_ADDRESS, Config, ConfigError, load_config
+from exporter.results import ResultStore, RunRecord
+from exporter.scheduler import Scheduler
+from exporter.web import create_app
+
+log = logging.getLogger("festivals_exporter")
+
+# SIGTERM to exit must stay under 5 s: web server drain, then probe state closing.
+_HTTP_GRACE_SECONDS = 1.0
+_STOP_BUDGET_SECONDS = 3.0
+
+
+def bind_address(listen_address: str) -> str:
+    """``:9816`` -> ``0.0.0.0:9816``; ``host:port`` and ``[::1]:port`` pass through."""
+    host, sep, port = listen_address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"listen address {listen_address!r} must be host:port or :port")
+    return f"{host or '0.0.0.0'}:{port}"
+
+
+class Daemon:
+    def __init__(self, config_path: Path, config: Config, listen_address: str | None) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.listen_address = (
+            listen_address or config.global_.listen_address or DEFAULT_LISTEN_ADDRESS
+        )
+        self.store = ResultStore()
+        self.scheduler: Scheduler | None = None
+        self._reload_lock = anyio.Lock()
+        self._shutdown = anyio.Event()
+        self.started = anyio.Event()
+
+    async def reload(self) -> list[str]:
+        """Load the config file again; on any error keep the running config."""
+        async with self._reload_lock:
+            try:
+                new = await anyio.to_thread.run_sync(load_config, self.config_path)
+            except ConfigError as exc:
+                self.store.reload_failed(exc.errors)
+                for line in exc.errors:
+                    log.error("config reload failed, keeping the running config",
+                              extra={"error": line})
+                return exc.errors
+            if self.scheduler is not None:
+                await self.scheduler.apply(new)
+            self.config = new
+            log.info("config reloaded", extra={"probes": len(new.probes)})
+            return []
+
+    async def run_now(self, name: str) -> RunRecord | None:
+        return None if self.scheduler is None else await self.scheduler.run_now(name)
+
+    def request_shutdown(self) -> None:
+        self._shutdown.set()
+
+    async def run(self) -> None:
+        bind = bind_address(self.listen_address)
+        async with anyio.create_task_group() as tg:
+            self.scheduler = Scheduler(self.store, tg)
+            await self.scheduler.apply(self.config)
+            tg.start_soon(self._handle_signals, tg.cancel_scope)
+            await tg.start(self._serve_http, bind)
+            log.info(
+                "festivals-exporter started",
+                extra={"listen_address": bind, "probes": len(self.config.probes),
+                       "config": str(self.config_path)},
+            )
+            self.started.set()
+            await self._shutdown.wait()
+            log.info("shutting down")
+            with anyio.move_on_after(_STOP_BUDGET_SECONDS, shield=True):
+                await self.scheduler.stop()
+            tg.cancel_scope.cancel()
+
+    async def _serve_http(
+        self, bind: str, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        config = HypercornConfig()
+        config.bind = [bind]
+        config.accesslog = None
+        config.errorlog = logging.getLogger("hypercorn.error")
+        config.graceful_timeout = _HTTP_GRACE_SECONDS
+        app = create_app(self)
+        # Bind errors (port in use) must surface as a clear startup failure: probe the
+        # socket first, hypercorn would only log them.
+        host, _, port = bind.rpartition(":")
+        listener = await anyio.create_tcp_listener(
+            local_host=host.strip("[]"), local_port=int(port), reuse_port=False
+        )
+        await listener.aclose()
+        task_status.started()
+        await serve(app, config, shutdown_trigger=self._shutdown.wait)  # type: ignore[arg-type]
+
+    async def _handle_signals(self, scope: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    log.info("SIGHUP received, reloading config")
+                    await self.reload()
+                else:
+                    log.info("signal received", extra={"signal": signal.Signals(signum).name})
+                    self.request_shutdown()
+                    return

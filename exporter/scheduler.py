@@ -1,0 +1,167 @@
+"""Running every configured probe on its own interval.
+
+Each probe has one task: first run at a stable offset within ``start_spread`` (so a
+restart does not fire every probe at once), then every ``interval``. A probe never
+overlaps itself (a per-probe lock, also taken by on-demand runs) and every run sits
+under a hard deadline on top of the client's own timeout. Whatever a probe does
+(raise, hang, return garbage) becomes a failed result; the scheduler carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from exporter.config import Config, ProbeSpec
+from exporter.results import ResultStore, RunRecord
+from probes.base import ProbeResult, ProbeState, Reason, format_duration
+
+log = logging.getLogger("festivals_exporter.scheduler")
+
+# Closing a probe's state (a connection) must not hold up a reload or shutdown for long.
+_CLOSE_TIMEOUT = 2.0
+
+
+@dataclass(eq=False)
+class _Runner:
+    spec: ProbeSpec
+    state: ProbeState
+    lock: anyio.Lock = field(default_factory=anyio.Lock)
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    failing: bool | None = None  # None until the first run
+
+
+def start_offset(name: str, interval: float, spread: float) -> float:
+    """A stable delay in [0, min(interval, spread)) derived from the probe's name."""
+    window = min(interval, spread)
+    return (zlib.crc32(name.encode()) % 10_000) / 10_000 * window
+
+
+async def execute(spec: ProbeSpec, state: ProbeState) -> ProbeResult:
+    """Run a probe once under its hard deadline; never raises (except cancellation)."""
+    kind = spec.kind_impl
+    try:
+        with anyio.fail_after(spec.timeout):
+            result = await kind.run(spec.settings, state)
+    except TimeoutError:
+        return ProbeResult.fail(
+            Reason.TIMEOUT, detail=(f"hard deadline of {format_duration(spec.timeout)} fired",)
+        )
+    except Exception as exc:  # a probe bug must never take the daemon down
+        log.warning(
+            "probe raised an unexpected error",
+            extra={"probe": spec.name, "error_type": type(exc).__name__},
+        )
+        log.debug("probe traceback", exc_info=True, extra={"probe": spec.name})
+        return ProbeResult.fail(
+            Reason.INTERNAL, detail=(f"probe raised {type(exc).__name__}",)
+        )
+    if not isinstance(result, ProbeResult):
+        return ProbeResult.fail(
+            Reason.INTERNAL, detail=(f"probe returned {type(result).__name__}, not a result",)
+        )
+    return result
+
+
+async def close_state(name: str, state: ProbeState) -> None:
+    with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+        try:
+            await state.aclose()
+        except Exception as exc:
+            log.warning(
+                "closing probe state failed",
+                extra={"probe": name, "error_type": type(exc).__name__},
+            )
+
+
+class Scheduler:
+    """Owns one task per configured probe inside the daemon's task group."""
+
+    def __init__(self, store: ResultStore, task_group: anyio.abc.TaskGroup) -> None:
+        self.store = store
+        self.task_group = task_group
+        self.runners: dict[str, _Runner] = {}
+        self.spread = 5.0
+
+    async def apply(self, config: Config) -> None:
+        """Switch to ``config``. Unchanged probes keep their state and schedule; changed
+        and removed ones are stopped and their state closed; new ones start."""
+        self.spread = config.global_.start_spread
+        wanted = {spec.name: spec for spec in config.probes}
+        stale = [
+            runner for name, runner in self.runners.items()
+            if wanted.get(name) != runner.spec
+        ]
+        self.store.apply_config(config)
+        for runner in stale:
+            runner.scope.cancel()
+            del self.runners[runner.spec.name]
+        for runner in stale:
+            await close_state(runner.spec.name, runner.state)
+        for name, spec in wanted.items():
+            if name not in self.runners:
+                runner = _Runner(spec, spec.kind_impl.new_state(spec.settings))
+                self.runners[name] = runner
+                self.task_group.start_soon(self._loop, runner, name=f"probe:{name}")
+
+    async def stop(self) -> None:
+        runners = list(self.runners.values())
+        self.runners.clear()
+        for runner in runners:
+            runner.scope.cancel()
+        for runner in runners:
+            await close_state(runner.spec.name, runner.state)
+
+    async def run_now(self, name: str) -> RunRecord | None:
+        """Run one configured probe immediately (waits for a run already in progress)."""
+        runner = self.runners.get(name)
+        if runner is None:
+            return None
+        return await self._run_once(runner, trigger="on-demand")
+
+    async def _loop(self, runner: _Runner) -> None:
+        spec = runner.spec
+        with runner.scope:
+            next_at = anyio.current_time() + start_offset(spec.name, spec.interval, self.spread)
+            while True:
+                await anyio.sleep_until(next_at)
+                self.store.lag.observe(max(0.0, anyio.current_time() - next_at))
+                await self._run_once(runner, trigger="schedule")
+                next_at += spec.interval
+                behind = anyio.current_time() - next_at
+                if behind > 0:  # the run overran: skip the ticks it covered, never overlap
+                    next_at += math.ceil(behind / spec.interval) * spec.interval
+
+    async def _run_once(self, runner: _Runner, trigger: str) -> RunRecord:
+        async with runner.lock:
+            self.store.in_flight += 1
+            started_at = time.time()
+            began = anyio.current_time()
+            try:
+                result = await execute(runner.spec, runner.state)
+            finally:
+                self.store.in_flight -= 1
+            duration = anyio.current_time() - began
+            run = self.store.record(runner.spec, started_at, duration, result, trigger)
+            self._log_transition(runner, result)
+            return run
+
+    @staticmethod
+    def _log_transition(runner: _Runner, result: ProbeResult) -> None:
+        failing = not result.success
+        if failing == runner.failing or (runner.failing is None and not failing):
+            runner.failing = failing
+            return
+        runner.failing = failing
+        extra: dict[str, Any] = {"probe": runner.spec.name, "kind": runner.spec.kind}
+        if failing:
+            log.warning("probe failing", extra={**extra, "reason": result.reason})
+        else:
+            log.info("probe recovered", extra=extra)
