@@ -43,6 +43,7 @@ class Daemon:
         self._reload_lock = anyio.Lock()
         self._shutdown = anyio.Event()
         self.started = anyio.Event()
+        self._http_stopped = anyio.Event()
 
     async def reload(self) -> list[str]:
         """Load the config file again; on any error keep the running config."""
@@ -69,6 +70,13 @@ class Daemon:
 
     async def run(self) -> None:
         bind = bind_address(self.listen_address)
+        # Bind errors (port in use) must surface as a clear startup failure, before any
+        # task starts: inside the server they would only be logged.
+        host, _, port = bind.rpartition(":")
+        listener = await anyio.create_tcp_listener(
+            local_host=host.strip("[]"), local_port=int(port)
+        )
+        await listener.aclose()
         async with anyio.create_task_group() as tg:
             self.scheduler = Scheduler(self.store, tg)
             await self.scheduler.apply(self.config)
@@ -84,7 +92,10 @@ class Daemon:
             log.info("shutting down")
             with anyio.move_on_after(_STOP_BUDGET_SECONDS, shield=True):
                 await self.scheduler.stop()
+                # Let the web server finish its graceful drain rather than cancelling it.
+                await self._http_stopped.wait()
             tg.cancel_scope.cancel()
+        log.info("stopped")
 
     async def _serve_http(
         self, bind: str, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -95,15 +106,11 @@ class Daemon:
         config.errorlog = logging.getLogger("hypercorn.error")
         config.graceful_timeout = _HTTP_GRACE_SECONDS
         app = create_app(self)
-        # Bind errors (port in use) must surface as a clear startup failure: probe the
-        # socket first, hypercorn would only log them.
-        host, _, port = bind.rpartition(":")
-        listener = await anyio.create_tcp_listener(
-            local_host=host.strip("[]"), local_port=int(port), reuse_port=False
-        )
-        await listener.aclose()
         task_status.started()
-        await serve(app, config, shutdown_trigger=self._shutdown.wait)  # type: ignore[arg-type]
+        try:
+            await serve(app, config, shutdown_trigger=self._shutdown.wait)  # type: ignore[arg-type]
+        finally:
+            self._http_stopped.set()
 
     async def _handle_signals(self, scope: anyio.CancelScope) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:

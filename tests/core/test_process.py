@@ -1,0 +1,153 @@
+"""The exporter as a real process: signals, reloads, port conflicts, the page in Chromium."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+LAUNCHER = Path(__file__).with_name("run_with_fake.py")
+CONFIG = """
+global: {start_spread: 0s}
+probes:
+  - {name: alpha, kind: fake, interval: 0.5s, timeout: 0.2s}
+  - {name: beta, kind: fake, mode: fail, interval: 0.5s, timeout: 0.2s}
+  - {name: stuck, kind: fake, mode: hang, interval: 1s, timeout: 0.5s}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Exporter:
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, str(LAUNCHER), "run", f"--config.file={config}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--log.format=json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+
+    def wait_until(self, path: str, predicate: str, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                body = httpx.get(self.url + path, timeout=1).text
+                if predicate in body:
+                    return body
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None:
+                raise AssertionError(f"exporter exited: {self.proc.communicate()}")
+            time.sleep(0.05)
+        raise AssertionError(f"{predicate!r} never appeared at {path}")
+
+    def stop(self) -> tuple[int, float, str]:
+        began = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+        return self.proc.returncode, time.monotonic() - began, err
+
+
+@pytest.fixture
+def exporter(tmp_path: Path) -> Iterator[Exporter]:
+    path = tmp_path / "config.yml"
+    path.write_text(CONFIG)
+    exporter = Exporter(path)
+    yield exporter
+    if exporter.proc.poll() is None:
+        exporter.proc.kill()
+        exporter.proc.communicate()
+
+
+def test_sigterm_stops_gracefully_within_five_seconds(exporter: Exporter) -> None:
+    exporter.wait_until("/-/ready", "Ready")
+    # Stop while a hung probe is in flight: it must not delay the exit.
+    code, took, stderr = exporter.stop()
+    assert code == 0, stderr
+    assert took < 5.0
+    assert '"msg": "shutting down"' in stderr
+    assert "Traceback" not in stderr
+
+
+def test_sighup_with_bad_config_keeps_running_then_good_config_applies(
+    exporter: Exporter,
+) -> None:
+    exporter.wait_until("/metrics", 'probe_success{kind="fake",probe="beta"} 0.0')
+    exporter.config.write_text("probes: [\n")
+    exporter.proc.send_signal(signal.SIGHUP)
+    body = exporter.wait_until("/metrics", "festivals_exporter_config_last_reload_successful 0.0")
+    assert 'probe="alpha"' in body
+    exporter.config.write_text(
+        "probes:\n  - {name: gamma, kind: fake, interval: 0.5s, timeout: 0.2s}\n"
+    )
+    exporter.proc.send_signal(signal.SIGHUP)
+    body = exporter.wait_until("/metrics", 'probe_success{kind="fake",probe="gamma"} 1.0')
+    assert 'probe="alpha"' not in body
+    assert "festivals_exporter_config_last_reload_successful 1.0" in body
+    code, _, stderr = exporter.stop()
+    assert code == 0
+    assert "YAML syntax error" in stderr
+
+
+def test_port_in_use_is_a_clear_startup_error(tmp_path: Path) -> None:
+    path = tmp_path / "config.yml"
+    path.write_text(CONFIG)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, str(LAUNCHER), "run", f"--config.file={path}",
+             f"--web.listen-address=127.0.0.1:{port}"],
+            capture_output=True, text=True, timeout=30,
+        )
+    assert result.returncode == 1
+    assert "cannot start" in result.stderr and "Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_landing_page_renders_in_headless_chromium(exporter: Exporter) -> None:
+    chromium = shutil.which("chromium")
+    assert chromium, "chromium is installed by `make test`"
+    exporter.wait_until("/-/ready", "Ready")
+    with tempfile.TemporaryDirectory() as profile:
+        shot = Path(profile) / "page.png"
+        dom = subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", f"--user-data-dir={profile}", "--dump-dom", exporter.url + "/"],
+            capture_output=True, text=True, timeout=60,
+        )
+        subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", f"--user-data-dir={profile}", f"--screenshot={shot}",
+             "--window-size=1200,800", exporter.url + "/"],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert shot.exists() and shot.stat().st_size > 5_000
+    page = dom.stdout
+    assert "<h2>Probes</h2>" in page
+    for name in ("alpha", "beta", "stuck"):
+        assert f'<a href="/probes/{name}">{name}</a>' in page
+    assert 'class="fail">FAIL</span>' in page and 'class="ok">OK</span>' in page

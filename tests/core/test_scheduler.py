@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import anyio
+import pytest
+
+from exporter.config import Config, parse_config
+from exporter.results import ResultStore
+from exporter.scheduler import Scheduler, start_offset
+from tests.core.fake_kind import FakeState
+
+pytestmark = pytest.mark.anyio
+
+
+def _config(probes: str, spread: str = "0s") -> Config:
+    return parse_config(f"global: {{start_spread: {spread}}}\nprobes:\n{probes}")
+
+
+async def _wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    with anyio.fail_after(timeout):
+        while not condition():
+            await anyio.sleep(0.01)
+
+
+async def test_every_kind_of_misbehaviour_becomes_a_reason() -> None:
+    store = ResultStore()
+    config = _config(
+        "  - {name: good, kind: fake, interval: 1s, timeout: 0.2s}\n"
+        "  - {name: hang, kind: fake, mode: hang, interval: 1s, timeout: 0.2s}\n"
+        "  - {name: boom, kind: fake, mode: raise, interval: 1s, timeout: 0.2s}\n"
+        "  - {name: junk, kind: fake, mode: garbage, interval: 1s, timeout: 0.2s}\n"
+    )
+    async with anyio.create_task_group() as tg:
+        scheduler = Scheduler(store, tg)
+        await scheduler.apply(config)
+        await _wait_for(store.ready)
+        await scheduler.stop()
+    results = {name: record.last.result for name, record in store.probes.items() if record.last}
+    assert results["good"].success
+    assert (results["hang"].success, results["hang"].reason) == (False, "timeout")
+    assert results["hang"].detail == ("hard deadline of 200ms fired",)
+    assert (results["boom"].reason, results["junk"].reason) == ("internal", "internal")
+    # Exception messages never reach the result (they may carry secrets).
+    assert "secret" not in " ".join(results["boom"].detail)
+    assert store.probes["hang"].failures == {"timeout": 1}
+
+
+async def test_deadline_fires_close_to_the_timeout() -> None:
+    store = ResultStore()
+    async with anyio.create_task_group() as tg:
+        scheduler = Scheduler(store, tg)
+        await scheduler.apply(
+            _config("  - {name: hang, kind: fake, mode: hang, interval: 10s, timeout: 0.3s}\n")
+        )
+        await _wait_for(store.ready)
+        await scheduler.stop()
+    last = store.probes["hang"].last
+    assert last is not None and 0.3 <= last.duration < 0.6
+
+
+async def test_reload_keeps_unchanged_probes_and_closes_replaced_ones() -> None:
+    store = ResultStore()
+    FakeState.instances.clear()
+    before = _config(
+        "  - {name: same, kind: fake, interval: 0.1s, timeout: 0.05s}\n"
+        "  - {name: changed, kind: fake, interval: 0.1s, timeout: 0.05s}\n"
+        "  - {name: removed, kind: fake, interval: 0.1s, timeout: 0.05s}\n"
+    )
+    after = _config(
+        "  - {name: same, kind: fake, interval: 0.1s, timeout: 0.05s}\n"
+        "  - {name: changed, kind: fake, value: 2, interval: 0.1s, timeout: 0.05s}\n"
+        "  - {name: added, kind: fake, interval: 0.1s, timeout: 0.05s}\n"
+    )
+    async with anyio.create_task_group() as tg:
+        scheduler = Scheduler(store, tg)
+        await scheduler.apply(before)
+        await _wait_for(lambda: all(r.runs >= 2 for r in store.probes.values()))
+        same_state = scheduler.runners["same"].state
+        old_changed = scheduler.runners["changed"].state
+        removed_state = scheduler.runners["removed"].state
+        same_runs = store.probes["same"].runs
+        await scheduler.apply(after)
+        assert scheduler.runners["same"].state is same_state
+        assert store.probes["same"].runs >= same_runs  # counters survive the reload
+        assert isinstance(old_changed, FakeState) and old_changed.closed
+        assert isinstance(removed_state, FakeState) and removed_state.closed
+        assert "removed" not in store.probes
+        await _wait_for(lambda: store.probes["added"].runs >= 1)
+        await _wait_for(lambda: store.probes["changed"].last is not None
+                        and store.probes["changed"].last.result.metrics[0].samples[0].value == 2)
+        await scheduler.stop()
+    assert all(state.closed for state in FakeState.instances)
+
+
+async def test_a_probe_never_overlaps_itself() -> None:
+    store = ResultStore()
+    config = _config("  - {name: slow, kind: fake, delay: 0.15, interval: 0.2s, timeout: 0.19s}\n")
+    async with anyio.create_task_group() as tg:
+        scheduler = Scheduler(store, tg)
+        await scheduler.apply(config)
+        await _wait_for(store.ready)
+        # An on-demand run while a scheduled one is in flight waits for it.
+        async with anyio.create_task_group() as inner:
+            for _ in range(3):
+                inner.start_soon(scheduler.run_now, "slow")
+        await scheduler.stop()
+    history = sorted(store.probes["slow"].history, key=lambda r: r.started_at)
+    assert len(history) >= 4
+    for earlier, later in zip(history, history[1:], strict=False):
+        assert later.started_at >= earlier.started_at + earlier.duration - 0.005
+
+
+def test_start_offsets_are_spread_and_stable() -> None:
+    offsets = [start_offset(f"probe-{i}", 30.0, 10.0) for i in range(200)]
+    assert all(0 <= o < 10.0 for o in offsets)
+    assert offsets == [start_offset(f"probe-{i}", 30.0, 10.0) for i in range(200)]
+    # Spread, not bunched: every second of the window gets some probes.
+    assert len({int(o) for o in offsets}) == 10
+    assert start_offset("x", 2.0, 10.0) < 2.0
