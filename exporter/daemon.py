@@ -21,6 +21,7 @@ log = logging.getLogger("festivals_exporter")
 # SIGTERM to exit must stay under 5 s: web server drain, then probe state closing.
 _HTTP_GRACE_SECONDS = 1.0
 _STOP_BUDGET_SECONDS = 3.0
+_LISTEN_WAIT_SECONDS = 2.0
 
 
 def bind_address(listen_address: str) -> str:
@@ -78,10 +79,12 @@ class Daemon:
         )
         await listener.aclose()
         async with anyio.create_task_group() as tg:
+            tg.start_soon(self._handle_signals)
+            await tg.start(self._serve_http, bind)
+            # Probes may target the exporter itself (demo mode): start them once it answers.
+            await _wait_until_listening(host, int(port))
             self.scheduler = Scheduler(self.store, tg)
             await self.scheduler.apply(self.config)
-            tg.start_soon(self._handle_signals, tg.cancel_scope)
-            await tg.start(self._serve_http, bind)
             log.info(
                 "festivals-exporter started",
                 extra={"listen_address": bind, "probes": len(self.config.probes),
@@ -112,7 +115,7 @@ class Daemon:
         finally:
             self._http_stopped.set()
 
-    async def _handle_signals(self, scope: anyio.CancelScope) -> None:
+    async def _handle_signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
             async for signum in signals:
                 if signum == signal.SIGHUP:
@@ -122,3 +125,17 @@ class Daemon:
                     log.info("signal received", extra={"signal": signal.Signals(signum).name})
                     self.request_shutdown()
                     return
+
+
+async def _wait_until_listening(host: str, port: int) -> None:
+    connect_host = "127.0.0.1" if host in ("0.0.0.0", "") else host.strip("[]")
+    connect_host = "::1" if connect_host == "::" else connect_host
+    with anyio.move_on_after(_LISTEN_WAIT_SECONDS):
+        while True:
+            try:
+                stream = await anyio.connect_tcp(connect_host, port)
+            except OSError:
+                await anyio.sleep(0.01)
+                continue
+            await stream.aclose()
+            return

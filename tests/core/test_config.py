@@ -158,3 +158,9 @@ def test_check_config_cli_exit_codes_and_no_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in failed.stderr + failed.stdout
     missing = _cli("check-config", str(tmp_path / "nope.yml"))
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
+def test_bundled_demo_config_is_valid() -> None:
+    config = load_config(Path(__file__).parents[2] / "exporter" / "demo.yaml")
+    assert config.global_.demo
+    assert {spec.kind for spec in config.probes} == {"http", "tcp"}
