@@ -61,6 +61,9 @@ def _utc(unix: float) -> str:
 
 _templates.filters["age"] = _age
 _templates.filters["utc"] = _utc
+# Compile now, at import, not on the event loop at the first page view.
+_INDEX = _templates.get_template("index.html")
+_PROBE_PAGE = _templates.get_template("probe.html")
 
 
 def create_app(controller: Controller) -> Starlette:
@@ -118,7 +121,7 @@ def create_app(controller: Controller) -> Starlette:
 
     async def index(request: Request) -> Response:
         store = controller.store
-        page = _templates.get_template("index.html").render(
+        page = _INDEX.render(
             version=__version__,
             records=sorted(store.probes.values(), key=lambda r: r.spec.name),
             recent=store.recent(50),
@@ -130,7 +133,7 @@ def create_app(controller: Controller) -> Starlette:
         record = controller.store.probes.get(request.path_params["name"])
         if record is None:
             return PlainTextResponse("unknown probe\n", status_code=404)
-        page = _templates.get_template("probe.html").render(version=__version__, record=record)
+        page = _PROBE_PAGE.render(version=__version__, record=record)
         return HTMLResponse(page)
 
     routes = [

@@ -22,9 +22,9 @@ pytestmark = pytest.mark.anyio
 CONFIG = """
 global: {start_spread: 0s, labels: {env: test}}
 probes:
-  - {name: good, kind: fake, delay: 0.05, interval: 0.2s, timeout: 0.1s,
+  - {name: good, kind: fake, delay: 0.5, interval: 1s, timeout: 0.9s,
      labels: {team: "<b>core</b>"}}
-  - {name: bad, kind: fake, mode: fail, interval: 0.2s, timeout: 0.1s}
+  - {name: bad, kind: fake, mode: fail, interval: 1s, timeout: 0.5s}
 """
 
 

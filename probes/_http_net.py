@@ -1,0 +1,200 @@
+"""Network helpers shared by the ``http`` and ``tcp`` probe kinds (private).
+
+Name resolution with an IP-family filter and timing, TLS contexts, peer-certificate
+figures and the mapping of library exceptions to :class:`probes.base.Reason` values.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import anyio
+from cryptography import x509
+
+from probes.base import Metric, Reason, gauge, info
+
+IpProtocol = Literal["auto", "ip4", "ip6"]
+
+# Hard bound on how many addresses one probe run looks at (all_addresses mode).
+MAX_ADDRESSES = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """Addresses a name resolved to (already filtered by IP family, resolver order)."""
+
+    addresses: tuple[str, ...]
+    seconds: float
+
+
+class ResolveError(Exception):
+    """The name did not resolve to a usable address (reason ``dns``)."""
+
+
+def is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def ip_version(address: str) -> int:
+    return ipaddress.ip_address(address).version
+
+
+async def resolve(host: str, port: int, ip_protocol: IpProtocol) -> Resolved:
+    """Resolve ``host`` (an IP literal resolves to itself) keeping resolver order.
+
+    ``ip4``/``ip6`` keep only that family; ``auto`` keeps both. Raises ``ResolveError``.
+    """
+    if is_ip_literal(host):
+        wanted = {"ip4": 4, "ip6": 6}.get(ip_protocol)
+        if wanted is not None and ip_version(host) != wanted:
+            raise ResolveError(f"{host} is not an IPv{wanted} address")
+        return Resolved((host,), 0.0)
+    family = {"ip4": socket.AF_INET, "ip6": socket.AF_INET6}.get(ip_protocol, socket.AF_UNSPEC)
+    start = time.perf_counter()
+    try:
+        infos = await anyio.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ResolveError(f"cannot resolve {host}: {_gai_text(exc)}") from None
+    seconds = time.perf_counter() - start
+    seen: list[str] = []
+    for _family, _type, _proto, _canon, sockaddr in infos:
+        address = str(sockaddr[0]).split("%", 1)[0]
+        if address not in seen:
+            seen.append(address)
+    if not seen:
+        raise ResolveError(f"{host} has no {ip_protocol} address")
+    return Resolved(tuple(seen[:MAX_ADDRESSES]), seconds)
+
+
+def _gai_text(exc: BaseException) -> str:
+    if isinstance(exc, socket.gaierror) and len(exc.args) > 1:
+        return str(exc.args[1])
+    return type(exc).__name__
+
+
+def make_ssl_context(verify: bool, ca_file: Path | None) -> ssl.SSLContext:
+    """A client TLS context. Blocking (reads CA files): call it in a worker thread."""
+    if not verify:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    if ca_file is not None:
+        return ssl.create_default_context(cafile=str(ca_file))
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
+
+
+def leaf_expiry(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> float | None:
+    """Unix seconds of the peer (leaf) certificate's notAfter, also when not verified."""
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    if not der:
+        return None
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError:
+        return None
+    return cert.not_valid_after_utc.timestamp()
+
+
+def tls_metrics(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> list[Metric]:
+    """``probe_ssl_earliest_cert_expiry`` and ``probe_tls_version_info`` when known."""
+    out: list[Metric] = []
+    if ssl_object is None:
+        return out
+    expiry = leaf_expiry(ssl_object)
+    if expiry is not None:
+        out.append(
+            gauge(
+                "probe_ssl_earliest_cert_expiry",
+                "Expiry of the peer (leaf) certificate, unix seconds.",
+                expiry,
+            )
+        )
+    version = ssl_object.version()
+    if version:
+        out.append(
+            info("probe_tls_version", "TLS version negotiated.", {"version": _tls_name(version)})
+        )
+    return out
+
+
+def _tls_name(version: str) -> str:
+    # blackbox_exporter reports e.g. "TLS 1.3"; Python says "TLSv1.3".
+    return version.replace("TLSv", "TLS ")
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception, its causes/contexts and exception-group members, depth first."""
+    stack = [exc]
+    seen: set[int] = set()
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        if isinstance(current, BaseExceptionGroup):
+            stack.extend(reversed(current.exceptions))
+        nxt = current.__cause__ or current.__context__
+        if nxt is not None:
+            stack.append(nxt)
+
+
+_UNREACHABLE_ERRNOS = {
+    errno.ENETUNREACH,
+    errno.EHOSTUNREACH,
+    errno.ECONNRESET,
+    errno.ECONNABORTED,
+    errno.EPIPE,
+    errno.EADDRNOTAVAIL,
+    errno.ENETDOWN,
+    errno.EHOSTDOWN,
+}
+
+
+def classify(exc: BaseException) -> tuple[Reason, str]:
+    """Map a (possibly wrapped) network error to a reason and a short, secret-free text."""
+    for item in _chain(exc):
+        if isinstance(item, ResolveError):
+            return Reason.DNS, str(item)
+        if isinstance(item, ssl.SSLCertVerificationError):
+            return Reason.TLS, f"certificate verification failed: {item.verify_message}"
+        if isinstance(item, ssl.SSLError | ssl.CertificateError):
+            return Reason.TLS, f"TLS error: {getattr(item, 'reason', None) or type(item).__name__}"
+        if isinstance(item, socket.gaierror):
+            return Reason.DNS, f"cannot resolve: {_gai_text(item)}"
+        if isinstance(item, ConnectionRefusedError):
+            return Reason.REFUSED, "connection refused"
+        if isinstance(item, TimeoutError | socket.timeout):
+            return Reason.TIMEOUT, "timed out"
+        if isinstance(item, OSError) and item.errno in _UNREACHABLE_ERRNOS:
+            return Reason.UNREACHABLE, f"network error: {item.strerror}"
+        if isinstance(item, anyio.EndOfStream | anyio.BrokenResourceError):
+            return Reason.UNREACHABLE, "connection closed by peer"
+    for item in _chain(exc):
+        if isinstance(item, OSError):
+            return Reason.UNREACHABLE, f"network error: {item.strerror or type(item).__name__}"
+    return Reason.INTERNAL, f"unexpected error: {type(exc).__name__}"
+
+
+def host_port(host: str, port: int) -> str:
+    """``host:port`` with IPv6 literals bracketed."""
+    if ":" in host and not host.startswith("["):
+        return f"[{host}]:{port}"
+    return f"{host}:{port}"
