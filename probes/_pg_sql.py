@@ -1,0 +1,319 @@
+"""SQL of the ``postgres`` probe and the translation of its answers into metrics.
+
+One statement (:data:`ACTIVITY_SQL`) returns settings, recovery state, pg_stat_activity
+aggregates and the longest-running queries as a single JSON document, so a probe run costs
+one round trip for all of it. pg_stat_statements is read with ``showtext => false``
+(no query-text file read); texts are fetched only for top-K query ids not yet cached.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from psycopg import sql
+
+from probes.base import Metric, Sample, gauge, gauges, info
+
+# Own connection excluded (pid <> pg_backend_pid()) from everything but "used".
+ACTIVITY_SQL = """
+WITH a AS (
+  SELECT pid, datname, usename, state,
+         extract(epoch FROM now() - xact_start)::float8 AS xact_age,
+         extract(epoch FROM now() - query_start)::float8 AS query_age,
+         extract(epoch FROM now() - state_change)::float8 AS state_age,
+         query
+  FROM pg_stat_activity
+  -- backend_type is NULL on rows hidden from a role without pg_monitor
+  WHERE coalesce(backend_type, 'client backend') = 'client backend'
+), o AS (SELECT * FROM a WHERE pid <> pg_backend_pid())
+SELECT json_build_object(
+  'version', current_setting('server_version'),
+  'version_num', current_setting('server_version_num')::int,
+  'max_connections', current_setting('max_connections')::int,
+  'superuser_reserved', current_setting('superuser_reserved_connections')::int,
+  'reserved', coalesce(current_setting('reserved_connections', true), '0')::int,
+  'is_replica', pg_is_in_recovery(),
+  'lag', CASE WHEN NOT pg_is_in_recovery() THEN 0
+              WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+              ELSE greatest(0, extract(epoch FROM now() - pg_last_xact_replay_timestamp()))
+         END,
+  'monitor', pg_has_role(current_user, 'pg_monitor', 'USAGE'),
+  'pgss_schema', (SELECT n.nspname FROM pg_extension e
+                  JOIN pg_namespace n ON n.oid = e.extnamespace
+                  WHERE e.extname = 'pg_stat_statements'),
+  'databases', (SELECT json_agg(datname ORDER BY datname) FROM pg_database
+                WHERE datallowconn AND NOT datistemplate),
+  'used', (SELECT count(*) FROM a),
+  'by_state', (SELECT json_agg(json_build_object('datname', datname, 'state', state,
+                                                 'n', n, 'max_tx', max_tx))
+               FROM (SELECT coalesce(datname, '') AS datname,
+                            coalesce(state, 'unknown') AS state, count(*) AS n,
+                            coalesce(max(xact_age), 0) AS max_tx
+                     FROM o GROUP BY 1, 2) s),
+  'idle_old', (SELECT count(*) FROM o
+               WHERE state = 'idle' AND query_age > %(idle)s::float8),
+  'idle_tx_old', (SELECT count(*) FROM o
+                  WHERE state LIKE 'idle in transaction%%' AND state_age > %(idle_tx)s::float8),
+  'max_query', (SELECT coalesce(max(query_age), 0) FROM o WHERE state = 'active'),
+  'max_tx', (SELECT coalesce(max(xact_age), 0) FROM o WHERE xact_age IS NOT NULL),
+  'top', (SELECT json_agg(t) FROM (
+            SELECT pid, datname, usename, state, query_age AS seconds,
+                   left(query, %(qlen)s::int) AS query
+            FROM o WHERE state = 'active'
+            ORDER BY query_age DESC NULLS LAST LIMIT %(n)s::int) t)
+)
+"""
+
+COLUMNS_SQL = """
+SELECT coalesce(array_agg(attname::text), '{}') FROM pg_attribute
+WHERE attrelid = (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE n.nspname = %s AND c.relname = 'pg_stat_statements')
+  AND attnum > 0 AND NOT attisdropped
+"""
+
+STATES = (
+    "active",
+    "idle",
+    "idle in transaction",
+    "idle in transaction (aborted)",
+    "fastpath function call",
+    "disabled",
+)
+
+
+def statements_sql(schema: str, mean_col: str, total_col: str) -> sql.Composed:
+    """Totals per database and the top K by mean execution time, without query text."""
+    return sql.SQL(
+        """
+WITH s AS (
+  SELECT userid, dbid, queryid, calls, {total} AS total_ms, {mean} AS mean_ms, rows
+  FROM {schema}.pg_stat_statements(false)
+)
+SELECT json_build_object(
+  'entries', (SELECT count(*) FROM s),
+  'totals', (SELECT json_agg(json_build_object('datname', coalesce(d.datname, ''),
+                                               'calls', x.c, 'ms', x.t, 'rows', x.r))
+             FROM (SELECT dbid, sum(calls) AS c, sum(total_ms) AS t, sum(rows) AS r
+                   FROM s GROUP BY dbid) x
+             LEFT JOIN pg_database d ON d.oid = x.dbid),
+  'top', (SELECT json_agg(json_build_object(
+                   'queryid', t.queryid::text, 'datname', coalesce(d.datname, ''),
+                   'user', coalesce(r.rolname, ''), 'calls', t.calls,
+                   'mean_ms', t.mean_ms, 'total_ms', t.total_ms))
+          FROM (SELECT * FROM s WHERE queryid IS NOT NULL
+                ORDER BY mean_ms DESC LIMIT %(k)s::int) t
+          LEFT JOIN pg_database d ON d.oid = t.dbid
+          LEFT JOIN pg_roles r ON r.oid = t.userid)
+)
+"""
+    ).format(
+        schema=sql.Identifier(schema),
+        mean=sql.Identifier(mean_col),
+        total=sql.Identifier(total_col),
+    )
+
+
+def texts_sql(schema: str) -> sql.Composed:
+    return sql.SQL(
+        "SELECT queryid::text, left(query, %(qlen)s::int) FROM {schema}.pg_stat_statements(true)"
+        " WHERE queryid = ANY(%(ids)s::bigint[])"
+    ).format(schema=sql.Identifier(schema))
+
+
+_PASSWORD_RE = re.compile(r"(?i)(password\s*)([eE]?'(?:[^']|'')*'?|\$\w*\$.*)")
+
+
+def redact(text: str | None) -> str:
+    """Query text for display: ``PASSWORD '...'`` literals (CREATE/ALTER ROLE) masked.
+
+    pg_stat_statements keeps utility statements verbatim, so a role's password would
+    otherwise reach the landing page.
+    """
+    return _PASSWORD_RE.sub(r"\1'***'", text or "")
+
+
+def statement_columns(columns: Iterable[str]) -> tuple[str, str] | None:
+    """(mean, total) column names: PG13+ ``*_exec_time``, older ``*_time``; None if neither."""
+    cols = set(columns)
+    if {"mean_exec_time", "total_exec_time"} <= cols:
+        return ("mean_exec_time", "total_exec_time")
+    if {"mean_time", "total_time"} <= cols:
+        return ("mean_time", "total_time")
+    return None
+
+
+def activity_metrics(doc: Mapping[str, Any]) -> list[Metric]:
+    """Metrics from the :data:`ACTIVITY_SQL` document."""
+    databases: list[str] = list(doc.get("databases") or [])
+    counts: dict[tuple[str, str], float] = {(d, s): 0.0 for d in databases for s in STATES}
+    max_tx: dict[tuple[str, str], float] = dict.fromkeys(counts, 0.0)
+    for row in doc.get("by_state") or []:
+        key = (str(row["datname"]), str(row["state"]))
+        counts[key] = float(row["n"])
+        max_tx[key] = float(row["max_tx"] or 0)
+    max_conn = float(doc["max_connections"])
+    su_reserved = float(doc["superuser_reserved"])
+    reserved = float(doc["reserved"])
+    available = max(0.0, max_conn - su_reserved - reserved)
+    used = float(doc["used"])
+
+    def lbl(key: tuple[str, str]) -> dict[str, str]:
+        return {"datname": key[0], "state": key[1]}
+
+    excl = " The exporter's own connection is excluded."
+    return [
+        info("pg_version", "PostgreSQL server version.", {"version": str(doc["version"])}),
+        gauge("pg_server_version_num", "server_version_num setting.", doc["version_num"]),
+        gauge(
+            "pg_replication_is_replica",
+            "1 if the server is in recovery (a replica), else 0.",
+            1 if doc["is_replica"] else 0,
+        ),
+        gauge(
+            "pg_replication_lag_seconds",
+            "Replica: seconds since the last replayed transaction (0 when caught up or primary).",
+            float(doc["lag"] or 0),
+        ),
+        gauge("pg_settings_max_connections", "max_connections setting.", max_conn),
+        gauge(
+            "pg_settings_superuser_reserved_connections",
+            "superuser_reserved_connections setting.",
+            su_reserved,
+        ),
+        gauge(
+            "pg_settings_reserved_connections",
+            "reserved_connections setting (PG16+, 0 on older servers).",
+            reserved,
+        ),
+        gauges(
+            "pg_stat_activity_count",
+            "Client backends by database and state." + excl,
+            [(lbl(k), v) for k, v in sorted(counts.items())],
+        ),
+        gauges(
+            "pg_stat_activity_max_tx_duration",
+            "Age in seconds of the oldest open transaction by database and state." + excl,
+            [(lbl(k), v) for k, v in sorted(max_tx.items())],
+        ),
+        gauge(
+            "pg_connections_used",
+            "Client backends occupying a connection slot, the exporter's own included.",
+            used,
+        ),
+        gauge(
+            "pg_connections_available",
+            "Slots for ordinary roles: max_connections minus superuser/reserved slots.",
+            available,
+        ),
+        gauge(
+            "pg_connections_used_ratio",
+            "pg_connections_used / pg_connections_available (1 = ordinary clients refused).",
+            used / available if available else 1.0,
+        ),
+        gauge(
+            "pg_stat_activity_idle_over_threshold",
+            "Idle connections whose last query started longer ago than idle_threshold." + excl,
+            float(doc["idle_old"]),
+        ),
+        gauge(
+            "pg_stat_activity_idle_in_transaction_over_threshold",
+            "Sessions idle in transaction (or aborted) longer than idle_in_transaction_threshold."
+            + excl,
+            float(doc["idle_tx_old"]),
+        ),
+        gauge(
+            "pg_stat_activity_max_query_duration_seconds",
+            "Running time of the longest active query (0 if none)." + excl,
+            float(doc["max_query"]),
+        ),
+        gauge(
+            "pg_stat_activity_oldest_transaction_seconds",
+            "Age of the oldest open transaction, any state (0 if none)." + excl,
+            float(doc["max_tx"]),
+        ),
+    ]
+
+
+def activity_table(doc: Mapping[str, Any]) -> tuple[str, tuple[tuple[str, ...], ...]]:
+    rows: list[tuple[str, ...]] = [("pid", "seconds", "state", "datname", "user", "query")]
+    for r in doc.get("top") or []:
+        rows.append(
+            (
+                str(r["pid"]),
+                f"{float(r['seconds'] or 0):.3f}",
+                str(r["state"]),
+                str(r["datname"] or ""),
+                str(r["usename"] or ""),
+                redact(r["query"]),
+            )
+        )
+    return ("Longest-running active queries", tuple(rows))
+
+
+def statements_metrics(
+    doc: Mapping[str, Any] | None, texts: Mapping[str, str], with_info: bool
+) -> tuple[list[Metric], tuple[str, tuple[tuple[str, ...], ...]] | None]:
+    """pg_stat_statements metrics (``doc`` None: extension unavailable, flag only)."""
+    metrics = [
+        gauge(
+            "pg_stat_statements_available",
+            "1 if pg_stat_statements is installed, preloaded and readable, else 0.",
+            1 if doc is not None else 0,
+        )
+    ]
+    if doc is None:
+        return metrics, None
+    totals = [(str(t["datname"]), t) for t in doc.get("totals") or []]
+    top = sorted(doc.get("top") or [], key=lambda t: -float(t["mean_ms"] or 0))
+    metrics.append(
+        gauge("pg_stat_statements_entries", "Statements tracked by pg_stat_statements.",
+              float(doc["entries"] or 0))
+    )
+    for name, field, scale, help_ in (
+        ("pg_stat_statements_calls", "calls", 1.0, "Calls of all tracked statements, by database."),
+        ("pg_stat_statements_seconds", "ms", 0.001,
+         "Execution seconds of all tracked statements, by database."),
+        ("pg_stat_statements_rows", "rows", 1.0, "Rows of all tracked statements, by database."),
+    ):
+        samples = tuple(
+            Sample(float(t[field] or 0) * scale, (("datname", d),)) for d, t in totals
+        )
+        metrics.append(Metric(name, help_, "counter", samples))
+
+    def lbl(t: Mapping[str, Any]) -> dict[str, str]:
+        return {"queryid": str(t["queryid"]), "datname": str(t["datname"]),
+                "user": str(t["user"])}
+
+    metrics.append(gauges(
+        "pg_stat_statements_top_mean_seconds",
+        "Top-K statements by mean execution time: mean seconds per call.",
+        [(lbl(t), float(t["mean_ms"] or 0) / 1000) for t in top],
+    ))
+    metrics.append(gauges(
+        "pg_stat_statements_top_calls",
+        "Top-K statements by mean execution time: calls so far (gauge: the set changes).",
+        [(lbl(t), float(t["calls"] or 0)) for t in top],
+    ))
+    if with_info and top:
+        metrics.append(Metric(
+            "pg_stat_statements_top_query",
+            "Truncated query text of the top-K statements.",
+            "info",
+            tuple(
+                Sample(1.0, (("queryid", str(t["queryid"])),
+                             ("query", texts.get(str(t["queryid"]), ""))))
+                for t in top
+            ),
+        ))
+    rows: list[tuple[str, ...]] = [
+        ("queryid", "datname", "user", "calls", "mean ms", "total ms", "query")
+    ]
+    for t in top:
+        rows.append((
+            str(t["queryid"]), str(t["datname"]), str(t["user"]), str(t["calls"]),
+            f"{float(t['mean_ms'] or 0):.3f}", f"{float(t['total_ms'] or 0):.1f}",
+            texts.get(str(t["queryid"]), ""),
+        ))
+    return metrics, ("Slowest statements (mean execution time)", tuple(rows))

@@ -1,0 +1,232 @@
+"""``pgbouncer`` probe: pools, stats and lists from PgBouncer's admin console.
+
+Reads ``SHOW POOLS``, ``SHOW STATS`` and ``SHOW LISTS`` over one held connection to the
+``pgbouncer`` admin database (reconnected when it breaks). Keeps ``maxwait_us``, which
+pgbouncer_exporter drops, so the longest client wait has sub-second precision. Metric names
+follow pgbouncer_exporter. See ``docs/probes/pgbouncer.md``.
+"""
+
+from __future__ import annotations
+
+import time
+from decimal import Decimal
+from typing import Any
+
+import anyio
+import psycopg
+
+from probes._pg_common import (
+    PgConnConfig,
+    close_quietly,
+    connect,
+    error_summary,
+    reason_for_pg_error,
+)
+from probes.base import (
+    COMMON_REASONS,
+    Metric,
+    ProbeKind,
+    ProbeResult,
+    Reason,
+    Sample,
+    gauge,
+    info,
+)
+
+Conn = psycopg.AsyncConnection[tuple[Any, ...]]
+
+
+class PgBouncerConfig(PgConnConfig):
+    port: int = 6432
+    dbname: str = "pgbouncer"
+    include_admin_pool: bool = False
+
+
+class PgBouncerState:
+    def __init__(self) -> None:
+        self.conn: Conn | None = None
+        self.lock = anyio.Lock()
+
+    async def drop(self) -> None:
+        conn, self.conn = self.conn, None
+        await close_quietly(conn)
+
+    async def aclose(self) -> None:
+        await self.drop()
+
+
+# SHOW POOLS column -> (metric, help). Per database and user.
+_POOL_GAUGES = (
+    ("cl_active", "pgbouncer_pools_client_active_connections",
+     "Clients linked to a server connection or idle with no queries waiting."),
+    ("cl_waiting", "pgbouncer_pools_client_waiting_connections",
+     "Clients that sent queries but have no server connection yet."),
+    ("sv_active", "pgbouncer_pools_server_active_connections",
+     "Server connections linked to a client."),
+    ("sv_idle", "pgbouncer_pools_server_idle_connections",
+     "Server connections unused and immediately usable."),
+    ("sv_used", "pgbouncer_pools_server_used_connections",
+     "Server connections idle longer than server_check_delay (need a check query)."),
+    ("sv_tested", "pgbouncer_pools_server_testing_connections",
+     "Server connections running server_reset_query or server_check_query."),
+    ("sv_login", "pgbouncer_pools_server_login_connections",
+     "Server connections currently logging in."),
+)
+# SHOW STATS column -> (counter name without _total, scale, help). Per database.
+_STATS_COUNTERS = (
+    ("total_xact_count", "pgbouncer_stats_sql_transactions_pooled", 1.0,
+     "SQL transactions pooled."),
+    ("total_query_count", "pgbouncer_stats_queries_pooled", 1.0, "SQL queries pooled."),
+    ("total_received", "pgbouncer_stats_received_bytes", 1.0,
+     "Bytes received from clients."),
+    ("total_sent", "pgbouncer_stats_sent_bytes", 1.0, "Bytes sent to clients."),
+    ("total_xact_time", "pgbouncer_stats_server_in_transaction_seconds", 1e-6,
+     "Seconds spent in transactions (connected to a server)."),
+    ("total_query_time", "pgbouncer_stats_queries_duration_seconds", 1e-6,
+     "Seconds spent running queries on servers."),
+    ("total_wait_time", "pgbouncer_stats_client_wait_seconds", 1e-6,
+     "Seconds clients spent waiting for a server."),
+)
+_LISTS = {
+    "databases": "Databases configured.",
+    "users": "Users known.",
+    "pools": "Pools.",
+    "free_clients": "Free client slots.",
+    "used_clients": "Client connections in use.",
+    "login_clients": "Clients in login state.",
+    "free_servers": "Free server slots.",
+    "used_servers": "Server connections in use.",
+    "dns_names": "DNS names in the cache.",
+    "dns_zones": "DNS zones in the cache.",
+    "dns_queries": "DNS queries in flight.",
+    "dns_pending": "Pending DNS queries.",
+}
+
+
+async def _show(conn: Conn, what: str) -> list[dict[str, Any]]:
+    cur = await conn.execute(f"SHOW {what}")
+    cols = [d.name for d in cur.description or ()]
+    return [dict(zip(cols, row, strict=True)) for row in await cur.fetchall()]
+
+
+def _num(value: Any) -> float:
+    if isinstance(value, int | float | Decimal):
+        return float(value)
+    try:
+        return float(str(value))
+    except ValueError:
+        return 0.0
+
+
+def _up(value: int) -> Metric:
+    return gauge("pgbouncer_up", "1 if the admin console answered this run.", value)
+
+
+def _metrics(
+    config: PgBouncerConfig,
+    version: str,
+    pools: list[dict[str, Any]],
+    stats: list[dict[str, Any]],
+    lists: list[dict[str, Any]],
+) -> list[Metric]:
+    out: list[Metric] = [_up(1), info("pgbouncer_version", "PgBouncer version.",
+                                      {"version": version})]
+
+    def pool_labels(p: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+        return (("database", str(p.get("database", ""))), ("user", str(p.get("user", ""))))
+
+    for column, name, help_ in _POOL_GAUGES:
+        out.append(Metric(name, help_, "gauge",
+                          tuple(Sample(_num(p.get(column, 0)), pool_labels(p)) for p in pools)))
+    out.append(Metric(
+        "pgbouncer_pools_client_maxwait_seconds",
+        "Age of the oldest waiting client, microsecond precision (maxwait + maxwait_us).",
+        "gauge",
+        tuple(Sample(_num(p.get("maxwait", 0)) + _num(p.get("maxwait_us", 0)) / 1e6,
+                     pool_labels(p)) for p in pools),
+    ))
+    for column, name, scale, help_ in _STATS_COUNTERS:
+        out.append(Metric(name, help_, "counter", tuple(
+            Sample(_num(s.get(column, 0)) * scale, (("database", str(s.get("database", ""))),))
+            for s in stats)))
+    seen = {str(row.get("list")): _num(row.get("items", 0)) for row in lists}
+    for list_name, help_ in _LISTS.items():
+        if list_name in seen:
+            out.append(gauge(f"pgbouncer_{list_name}", help_ + " (SHOW LISTS)", seen[list_name]))
+    return out
+
+
+def _pools_table(pools: list[dict[str, Any]]) -> tuple[str, tuple[tuple[str, ...], ...]]:
+    head: tuple[str, ...] = ("database", "user", "cl_active", "cl_waiting", "sv_active",
+                             "sv_idle", "sv_used", "maxwait s", "pool_mode")
+    rows: list[tuple[str, ...]] = [head]
+    for p in pools:
+        wait = _num(p.get("maxwait", 0)) + _num(p.get("maxwait_us", 0)) / 1e6
+        rows.append((str(p.get("database")), str(p.get("user")), *(
+            str(p.get(c, "")) for c in ("cl_active", "cl_waiting", "sv_active", "sv_idle",
+                                        "sv_used")), f"{wait:.6f}", str(p.get("pool_mode"))))
+    return ("Pools", tuple(rows))
+
+
+async def run(config: PgBouncerConfig, state: PgBouncerState) -> ProbeResult:
+    detail: list[str] = []
+    async with state.lock:
+        try:
+            params = config.conn_params()
+        except ValueError as exc:
+            return ProbeResult.fail(Reason.CONFIG, [_up(0)], [f"config: {exc}"])
+        try:
+            with anyio.fail_after(config.client_timeout):
+                if state.conn is not None and (state.conn.closed or state.conn.broken):
+                    await state.drop()
+                if state.conn is None:
+                    state.conn = await connect(params, config.effective_connect_timeout())
+                    detail.append("opened the admin console connection")
+                conn = state.conn
+                t0 = time.perf_counter()
+                version_rows = await _show(conn, "VERSION")
+                pools = await _show(conn, "POOLS")
+                stats = await _show(conn, "STATS")
+                lists = await _show(conn, "LISTS")
+                detail.append(f"SHOW VERSION/POOLS/STATS/LISTS: "
+                              f"{(time.perf_counter() - t0) * 1000:.2f} ms, {len(pools)} pools")
+        except TimeoutError:
+            await state.drop()
+            detail.append(f"deadline of {config.client_timeout:g}s exceeded")
+            return ProbeResult.fail(Reason.TIMEOUT, [_up(0)], detail)
+        except (psycopg.Error, OSError) as exc:
+            reason = reason_for_pg_error(exc)
+            if isinstance(exc, psycopg.Error) and "not allowed" in str(exc).lower():
+                reason = Reason.FORBIDDEN  # user is neither in admin_users nor stats_users
+            await state.drop()
+            detail.append(f"admin console failed: {error_summary(exc)} -> {reason}")
+            return ProbeResult.fail(reason, [_up(0)], detail)
+    version = str(version_rows[0].get("version", "")) if version_rows else ""
+    if not config.include_admin_pool:
+        pools = [p for p in pools if p.get("database") != "pgbouncer"]
+        stats = [s for s in stats if s.get("database") != "pgbouncer"]
+    metrics = _metrics(config, version, pools, stats, lists)
+    return ProbeResult.ok(metrics, detail, [_pools_table(pools)])
+
+
+def _target(config: PgBouncerConfig) -> str:
+    return f"pgbouncer://{config.target_text()}"
+
+
+KIND: ProbeKind[PgBouncerConfig, PgBouncerState] = ProbeKind(
+    name="pgbouncer",
+    config_model=PgBouncerConfig,
+    run=run,
+    new_state=lambda config: PgBouncerState(),
+    target=_target,
+    reasons=COMMON_REASONS
+    | {
+        Reason.AUTH,
+        Reason.NOT_FOUND,
+        Reason.TOO_MANY_CLIENTS,
+        Reason.FORBIDDEN,
+        Reason.UNREACHABLE,
+        Reason.TLS,
+        Reason.CONFIG,
+    },
+)

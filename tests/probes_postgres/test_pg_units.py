@@ -1,0 +1,83 @@
+"""Pure helpers of the postgres probes: column detection, redaction, reasons, config."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from pydantic import ValidationError
+
+from probes import _pg_sql as q
+from probes._pg_common import reason_for_pg_error
+from probes.base import Reason
+from probes.pgbouncer import KIND as BOUNCER
+from probes.postgres import KIND, PostgresConfig
+
+
+def test_statement_columns_detects_pre_and_post_pg13_names() -> None:
+    new = ["userid", "queryid", "calls", "mean_exec_time", "total_exec_time", "mean_plan_time"]
+    old = ["userid", "queryid", "calls", "mean_time", "total_time"]
+    assert q.statement_columns(new) == ("mean_exec_time", "total_exec_time")
+    assert q.statement_columns(old) == ("mean_time", "total_time")
+    assert q.statement_columns(["userid", "calls"]) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("CREATE ROLE a LOGIN PASSWORD 'x''y' VALID UNTIL 'infinity'",
+         "CREATE ROLE a LOGIN PASSWORD '***' VALID UNTIL 'infinity'"),
+        ("alter user a with encrypted password E'abc",
+         "alter user a with encrypted password '***'"),
+        ("SELECT 1", "SELECT 1"),
+        (None, ""),
+    ],
+)
+def test_redact_masks_password_literals(text: str | None, expected: str) -> None:
+    assert q.redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("exc", "reason"),
+    [
+        (psycopg.errors.InvalidPassword(), Reason.AUTH),
+        (psycopg.errors.InvalidCatalogName(), Reason.NOT_FOUND),
+        (psycopg.errors.TooManyConnections(), Reason.TOO_MANY_CLIENTS),
+        (psycopg.errors.InsufficientPrivilege(), Reason.FORBIDDEN),
+        (psycopg.errors.QueryCanceled(), Reason.TIMEOUT),
+        (psycopg.errors.AdminShutdown(), Reason.UNREACHABLE),
+        (psycopg.OperationalError('connection failed: FATAL:  sorry, too many clients already'),
+         Reason.TOO_MANY_CLIENTS),
+        (psycopg.OperationalError("connection failed: Connection refused"), Reason.REFUSED),
+        (psycopg.OperationalError('FATAL:  role "x" does not exist'), Reason.AUTH),
+        (psycopg.OperationalError('FATAL:  database "x" does not exist'), Reason.NOT_FOUND),
+        (psycopg.OperationalError("server closed the connection unexpectedly"),
+         Reason.UNREACHABLE),
+        (psycopg.errors.ConnectionTimeout("connection timeout expired"), Reason.TIMEOUT),
+        (ConnectionResetError(), Reason.UNREACHABLE),
+    ],
+)
+def test_reason_mapping(exc: BaseException, reason: str) -> None:
+    assert reason_for_pg_error(exc) == reason
+
+
+def test_config_validation_and_target() -> None:
+    with pytest.raises(ValidationError, match="between 1 and 65535"):
+        PostgresConfig.model_validate({"port": 0})
+    with pytest.raises(ValidationError, match="either password or password_file"):
+        PostgresConfig.model_validate({"password": "a", "password_file": "/x"})
+    with pytest.raises(ValidationError, match="either dsn or dsn_file"):
+        PostgresConfig.model_validate({"dsn": "host=a", "dsn_file": "/x"})
+    with pytest.raises(ValidationError):
+        PostgresConfig.model_validate({"statement_timeout": "soon"})
+    cfg = PostgresConfig.model_validate(
+        {"dsn": "postgresql://u:topsecret@db.example:6543/app", "port": 5433})
+    assert KIND.target(cfg) == "postgres://db.example:5433/app"  # explicit key wins
+    assert cfg.conn_params()["application_name"] == "festivals-exporter"
+    assert cfg.conn_params()["password"] == "topsecret"
+    assert "topsecret" not in repr(cfg)
+    sock = PostgresConfig.model_validate({"host": "/run/postgresql", "dbname": "x"})
+    assert KIND.target(sock) == "postgres:///run/postgresql/.s.PGSQL.5432/x"
+    assert BOUNCER.target(BOUNCER.config_model.model_validate({"host": "::1"})) == (
+        "pgbouncer://[::1]:6432/pgbouncer")
+    assert KIND.reasons >= {"too_many_clients", "auth", "not_found", "forbidden", "timeout",
+                            "extension_missing"}
