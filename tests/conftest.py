@@ -1,14 +1,16 @@
-"""Shared test setup: asyncio backend in debug mode, and a guard against blocking calls.
+"""Shared test setup: the asyncio backend, and a guard against blocking calls.
 
-asyncio's debug mode logs every event-loop step slower than ``slow_callback_duration``;
-the autouse fixture below turns such a log line into a test failure, so a blocking call
-(a sync socket, ``time.sleep``, the sync kubernetes client) on the loop cannot pass.
+Every callback the event loop runs is timed; the autouse fixture turns a step slower than
+``SLOW_STEP_SECONDS`` into a test failure, so a blocking call (a sync socket,
+``time.sleep``, the sync kubernetes client) on the loop cannot pass. This is asyncio debug
+mode's slow-callback check without debug mode's cost (a stack capture per callback),
+which would distort the timings of the code under test.
 """
 
 from __future__ import annotations
 
-import asyncio.base_events
-import logging
+import asyncio.events
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -16,39 +18,31 @@ import pytest
 # A step that holds the loop this long is a blocking call, not scheduling noise.
 SLOW_STEP_SECONDS = 0.25
 
+_slow_steps: list[str] = []
+_original_run = asyncio.events.Handle._run
+
+
+def _timed_run(self: asyncio.events.Handle) -> None:
+    began = time.perf_counter()
+    _original_run(self)
+    took = time.perf_counter() - began
+    if took > SLOW_STEP_SECONDS:
+        _slow_steps.append(f"{self!r} took {took:.3f} seconds")
+
+
+asyncio.events.Handle._run = _timed_run  # type: ignore[method-assign]
+
 
 @pytest.fixture
-def anyio_backend() -> tuple[str, dict[str, object]]:
-    return ("asyncio", {"debug": True})
-
-
-class _SlowStepCatcher(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(level=logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if message.startswith("Executing ") and " took " in message:
-            self.messages.append(message)
+def anyio_backend() -> str:
+    return "asyncio"
 
 
 @pytest.fixture(autouse=True)
 def fail_on_blocking_event_loop() -> Iterator[None]:
-    catcher = _SlowStepCatcher()
-    asyncio_logger = logging.getLogger("asyncio")
-    asyncio_logger.addHandler(catcher)
-    original_init = asyncio.base_events.BaseEventLoop.__init__
-
-    def init_with_threshold(self: asyncio.base_events.BaseEventLoop) -> None:
-        original_init(self)
-        self.slow_callback_duration = SLOW_STEP_SECONDS
-
-    asyncio.base_events.BaseEventLoop.__init__ = init_with_threshold  # type: ignore[method-assign,assignment]
-    try:
-        yield
-    finally:
-        asyncio.base_events.BaseEventLoop.__init__ = original_init  # type: ignore[method-assign]
-        asyncio_logger.removeHandler(catcher)
-    if catcher.messages:
-        pytest.fail("blocking call inside the event loop:\n" + "\n".join(catcher.messages))
+    _slow_steps.clear()
+    yield
+    if _slow_steps:
+        steps = list(_slow_steps)
+        _slow_steps.clear()
+        pytest.fail("blocking call inside the event loop:\n" + "\n".join(steps))
