@@ -8,6 +8,7 @@ could not start, 2 bad config or usage.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 from collections.abc import Sequence
@@ -83,6 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         _print_errors(exc)
         return EXIT_CONFIG
+    # Loading the config imported every configured kind's client library (kubernetes alone
+    # is ~140k objects). They live as long as the process: keep them out of the garbage
+    # collector's scans, which would otherwise pause the event loop for 0.2-0.3 s.
+    gc.freeze()
     setup_logging(args.log_level or config.global_.log_level,
                   args.log_format or config.global_.log_format)
     if args.command == "probe":
