@@ -177,13 +177,6 @@ def hostname_matches(cert: x509.Certificate, hostname: str) -> bool:
     return False
 
 
-def _subject(hostname: str) -> x509.DNSName | x509.IPAddress:
-    try:
-        return x509.IPAddress(ipaddress.ip_address(hostname.strip("[]")))
-    except ValueError:
-        return x509.DNSName(hostname.rstrip("."))
-
-
 def _chain_ok(
     certs: Sequence[x509.Certificate],
     hostname: str | None,
@@ -193,19 +186,25 @@ def _chain_ok(
     """Does the presented chain build to ``roots`` at ``when`` (hostname checked if given)?"""
     if not roots:
         return False
-    builder = PolicyBuilder().store(Store(list(roots))).time(when)
+    # Chain building and CA constraints follow the Web PKI defaults, but the leaf's own
+    # extensions are not policed: the Web PKI profile rejects certificates that OpenSSL
+    # and every TLS client here accept (trustme's, private CAs' critical SAN with a
+    # subject), and a probe must not call a chain broken that clients use happily. The
+    # name is checked against the SANs below, as clients do.
+    builder = (
+        PolicyBuilder()
+        .store(Store(list(roots)))
+        .time(when)
+        .extension_policies(
+            ca_policy=ExtensionPolicy.webpki_defaults_ca(),
+            ee_policy=ExtensionPolicy.permit_all(),
+        )
+    )
     leaf, intermediates = certs[0], list(certs[1:])
+    if hostname and not hostname_matches(leaf, hostname):
+        return False
     try:
-        if hostname:
-            builder.build_server_verifier(_subject(hostname)).verify(leaf, intermediates)
-        else:
-            # No name to check: a client verifier with a permissive end-entity policy
-            # checks the chain (signatures, CA constraints, dates) but no EKU/SAN.
-            builder = builder.extension_policies(
-                ca_policy=ExtensionPolicy.webpki_defaults_ca(),
-                ee_policy=ExtensionPolicy.permit_all(),
-            )
-            builder.build_client_verifier().verify(leaf, intermediates)
+        builder.build_client_verifier().verify(leaf, intermediates)
     except (VerificationError, ValueError):
         return False
     return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 import trustme
@@ -34,16 +35,19 @@ async def run_tls(config_data: dict[str, object]) -> ProbeResult:
 
 
 @pytest.mark.anyio
-async def test_tls_probe_reads_kubernetes_secret(fake_kube: FakeKube) -> None:
+async def test_tls_probe_reads_kubernetes_secret(fake_kube: FakeKube, tmp_path: Path) -> None:
     ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
     leaf = ca.issue_cert("api.festivals.app")
     fake_kube.secrets[(o.NS, "festivals-tls")] = o.tls_secret(
         "festivals-tls", leaf.cert_chain_pems[0].bytes(), leaf.private_key_pem.bytes()
     )
     secret = {"namespace": o.NS, "name": "festivals-tls", "kubeconfig": str(fake_kube.kubeconfig)}
-    # Chain verification is the tls probe's business (tested there); here: the source works.
-    result = await run_tls({"kubernetes_secret": secret, "verify": False})
+    secret["server_name"] = "api.festivals.app"
+    result = await run_tls({"kubernetes_secret": secret, "ca_file": str(ca_file)})
     assert result.success, result.detail
+    assert sample(result, "tls_verify_success") == 1.0
     expiry = sample(result, "tls_cert_not_after_timestamp_seconds")
     assert expiry is not None and expiry > time.time() + 86400
     assert fake_kube.paths("/api/v1/namespaces/festivals/secrets/festivals-tls")

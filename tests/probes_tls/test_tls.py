@@ -257,3 +257,19 @@ async def test_scheduler_deadline_cancels_cleanly(tls_server: ServerFactory) -> 
         {"client_timeout": 5.0, "endpoints": [f"127.0.0.1:{server.port}"]})
     with pytest.raises(TimeoutError), anyio.fail_after(0.3):
         await tls.run(cfg, tls.new_state(cfg))
+
+
+def test_private_ca_leaf_with_critical_san_verifies_like_openssl() -> None:
+    """trustme (like many private CAs) marks the SAN critical next to a non-empty subject.
+    OpenSSL and every client accept it; the Web PKI profile would not. The probe must
+    agree with the clients, and still check the name."""
+    import trustme
+
+    ca = trustme.CA()
+    chain = certs.load_certificates(ca.issue_cert("api.festivals.app").cert_chain_pems[0].bytes())
+    roots = certs.load_certificates(ca.cert_pem.bytes())
+    assert certs.verify_chain(chain, "api.festivals.app", time.time(), roots) == ""
+    assert certs.verify_chain(chain, "other.festivals.app", time.time(), roots) == (
+        "hostname_mismatch"
+    )
+    assert certs.verify_chain(chain, "api.festivals.app", time.time(), []) != ""
