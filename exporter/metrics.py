@@ -34,19 +34,25 @@ def _histogram(
     family.add_sample(f"{name}_sum", labels, histogram.sum)
 
 
+_SUFFIX = {"counter": "_total", "info": "_info"}
+
+
 class _Families:
-    """Metric families by name, so that series of many probes share one HELP/TYPE."""
+    """Metric families by the name they are exposed under, so that the series of many
+    probes share one HELP/TYPE and two kinds can never expose one name twice (a scrape
+    with a duplicated name fails as a whole)."""
 
     def __init__(self) -> None:
         self.by_name: dict[str, PromMetric] = {}
 
     def get(self, name: str, help: str, typ: str, unit: str = "") -> PromMetric | None:
-        family = self.by_name.get(name)
+        exposed = name + _SUFFIX.get(typ, "")
+        family = self.by_name.get(exposed)
         if family is None:
             family = PromMetric(name, help, typ, unit)
-            self.by_name[name] = family
-        elif family.type != typ:
-            return None  # two kinds disagree on a metric's type: keep the first
+            self.by_name[exposed] = family
+        elif (family.name, family.type) != (name, typ):
+            return None  # two kinds disagree on this name: keep the first, drop the rest
         return family
 
 
@@ -113,7 +119,7 @@ class ProbeCollector(Collector):
             family = families.get(metric.name, metric.help, metric.type, metric.unit)
             if family is None:
                 continue
-            suffix = {"counter": "_total", "info": "_info"}.get(metric.type, "")
+            suffix = _SUFFIX.get(metric.type, "")
             for sample in metric.samples:
                 labels = {**dict(sample.labels), **base}
                 family.add_sample(metric.name + suffix, labels, sample.value)

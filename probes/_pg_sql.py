@@ -188,7 +188,7 @@ def activity_metrics(doc: Mapping[str, Any]) -> list[Metric]:
             reserved,
         ),
         gauges(
-            "pg_stat_activity_count",
+            "pg_stat_activity_connections",
             "Client backends by database and state." + excl,
             [(lbl(k), v) for k, v in sorted(counts.items())],
         ),

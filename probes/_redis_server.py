@@ -157,7 +157,7 @@ def server_info(raw: Mapping[str, Any]) -> ServerInfo:
                 _num(raw, "keyspace_hits")),
         counter("redis_keyspace_misses", "Failed key lookups (cache misses).",
                 _num(raw, "keyspace_misses")),
-        gauge("redis_instantaneous_ops_per_sec", "Commands per second, as sampled by Redis.",
+        gauge("redis_instantaneous_ops_per_second", "Commands per second, as sampled by Redis.",
               _num(raw, "instantaneous_ops_per_sec")),
         gauge("redis_connected_slaves", "Connected replicas.", _num(raw, "connected_slaves")),
     ]

@@ -275,7 +275,7 @@ def certificate_metrics(
     ``roots`` are the trust anchors for verification; ``None`` reads the system trust
     store (cached; the first call reads a file, so call it from a thread when on the loop).
     Families: ``tls_cert_not_after_timestamp_seconds``,
-    ``tls_cert_not_before_timestamp_seconds``, ``tls_cert_san_count``, ``tls_cert`` (info:
+    ``tls_cert_not_before_timestamp_seconds``, ``tls_cert_subject_alt_names``, ``tls_cert`` (info:
     serial, key...), ``tls_earliest_cert_expiry_timestamp_seconds``,
     ``tls_earliest_cert_position``, ``tls_verify_success``, ``tls_verify_failed{reason}``.
     """
@@ -320,7 +320,7 @@ def certificate_metrics(
             tuple(per_before),
         ),
         Metric(
-            "tls_cert_san_count",
+            "tls_cert_subject_alt_names",
             "Number of DNS and IP subject alternative names of the certificate.",
             "gauge",
             tuple(per_sans),

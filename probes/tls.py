@@ -321,10 +321,12 @@ async def _probe_endpoint(
     )
     result.metrics.append(
         Metric(
-            "probe_tls_version_info",
-            "TLS version negotiated with the endpoint; value is always 1.",
-            "gauge",
-            (Sample(1.0, (("source", endpoint.label), ("version", version))),),
+            "probe_tls_version",
+            "TLS version negotiated with the endpoint, named as blackbox_exporter does.",
+            "info",
+            # blackbox_exporter (and the http probe) say "TLS 1.3"; Python says "TLSv1.3".
+            (Sample(1.0, (("source", endpoint.label),
+                          ("version", version.replace("TLSv", "TLS ")))),),
         )
     )
     return result

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from probes import load_kind
 from probes.tcp import KIND, TcpConfig
+from tests.promtool import assert_promtool_clean
 
 from .conftest import Running
 from .helpers import names, value
@@ -40,6 +41,7 @@ async def test_open_port(ping_server: Running) -> None:
     assert value(r, "probe_ip_protocol") == 4
     assert value(r, "probe_dns_lookup_time_seconds") == 0
     assert "probe_ssl_earliest_cert_expiry" not in names(r)
+    assert_promtool_clean("tcp", [r])
 
 
 async def test_by_name(ping_server: Running) -> None:

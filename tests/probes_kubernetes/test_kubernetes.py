@@ -17,6 +17,7 @@ from probes.kube_client import KubeAccess, KubeError, read_tls_secret
 from probes.kubernetes import KIND, KubernetesConfig
 from tests.probes_kubernetes import objects as o
 from tests.probes_kubernetes.fake_api import FakeKube
+from tests.promtool import assert_promtool_clean
 
 NS = o.NS
 
@@ -164,6 +165,7 @@ async def test_healthy_namespace(fake_kube: FakeKube) -> None:
     # no label carries an event message or the token
     text = repr(result)
     assert "must never become a label" not in text and "fake-token" not in text
+    assert_promtool_clean("kubernetes", [result])
 
 
 @pytest.mark.anyio

@@ -12,6 +12,7 @@ from probes.base import Reason
 from probes.pgbouncer import KIND, PgBouncerConfig, PgBouncerState
 from tests.probes_postgres._cluster import Bouncer, Cluster
 from tests.probes_postgres.helpers import assert_no_secret, poll, value
+from tests.promtool import assert_promtool_clean
 
 pytestmark = [pytest.mark.anyio, pytest.mark.xdist_group("pg_shared")]
 
@@ -74,6 +75,7 @@ async def test_pools_waiting_clients_and_maxwait(pgbouncer: Bouncer) -> None:
         table = dict(after.tables)["Pools"]
         assert table[0][0] == "database" and [r[0] for r in table[1:]] == ["appdb"]
         assert_no_secret(after, pgbouncer.ADMIN_PASSWORD)
+        assert_promtool_clean("pgbouncer", [idle, after])
     finally:
         for c in (*holders, waiter):
             await c.close()

@@ -127,7 +127,7 @@ async def test_exhaustion_held_connection_keeps_reporting(pg_small: Cluster) -> 
         assert value(full, "pg_new_client_up") == 0
         assert value(full, "pg_connections_used") == 5
         assert value(full, "pg_connections_used_ratio") == 1
-        assert value(full, "pg_stat_activity_count", datname="postgres", state="idle") == 4
+        assert value(full, "pg_stat_activity_connections", datname="postgres", state="idle") == 4
         await hogs.pop().close()
 
         async def accepted() -> bool:

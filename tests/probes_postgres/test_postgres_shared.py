@@ -20,6 +20,7 @@ from tests.probes_postgres.helpers import (
     poll,
     value,
 )
+from tests.promtool import assert_promtool_clean
 
 pytestmark = [pytest.mark.anyio, pytest.mark.xdist_group("pg_shared")]
 
@@ -43,10 +44,10 @@ async def test_counts_by_state_and_thresholds(pg_shared: Cluster) -> None:
         first = await KIND.run(config, state)
         assert first.success, first.detail
         # pre-created series exist at 0 before anything happens; own connection excluded
-        assert value(first, "pg_stat_activity_count", datname="t_states", state="active") == 0
-        assert value(first, "pg_stat_activity_count", datname="t_states",
+        assert value(first, "pg_stat_activity_connections", datname="t_states", state="active") == 0
+        assert value(first, "pg_stat_activity_connections", datname="t_states",
                      state="idle in transaction (aborted)") == 0
-        assert value(first, "pg_stat_activity_count", datname="t_states", state="idle") == 3
+        assert value(first, "pg_stat_activity_connections", datname="t_states", state="idle") == 3
 
         await idle.execute("SELECT 1")  # idle age counts from the last query_start
         await in_tx.execute("BEGIN")
@@ -62,9 +63,9 @@ async def test_counts_by_state_and_thresholds(pg_shared: Cluster) -> None:
                 nonlocal result
                 result = await KIND.run(config, state)
                 return (
-                    value(result, "pg_stat_activity_count", datname="t_states",
+                    value(result, "pg_stat_activity_connections", datname="t_states",
                           state="active") == 1
-                    and value(result, "pg_stat_activity_count", datname="t_states",
+                    and value(result, "pg_stat_activity_connections", datname="t_states",
                               state="idle in transaction") == 1
                     and value(result, "pg_stat_activity_idle_over_threshold") >= 1
                     and value(result, "pg_stat_activity_idle_in_transaction_over_threshold") == 1
@@ -72,7 +73,7 @@ async def test_counts_by_state_and_thresholds(pg_shared: Cluster) -> None:
                 )
 
             await poll(moved, timeout=1.2)
-            assert value(result, "pg_stat_activity_count", datname="t_states", state="idle") == 1
+            assert value(result, "pg_stat_activity_connections", datname="t_states", state="idle") == 1
             assert value(result, "pg_stat_activity_max_tx_duration", datname="t_states",
                          state="idle in transaction") > 0.3
             assert value(result, "pg_stat_activity_oldest_transaction_seconds") > 0.3
@@ -91,6 +92,7 @@ async def test_counts_by_state_and_thresholds(pg_shared: Cluster) -> None:
         assert value(result, "pg_up") == 1
         assert value(result, "pg_new_client_up") == 1
         assert value(result, "pg_connection_opens") == 1
+        assert_promtool_clean("postgres", [first, result])
     finally:
         for c in (idle, in_tx, busy):
             await c.close()
@@ -172,7 +174,7 @@ async def test_least_privilege_role_and_role_without_pg_monitor(pg_shared: Clust
                 await state.aclose()
         assert good.success, good.detail
         assert value(good, "pg_role_pg_monitor") == 1
-        assert value(good, "pg_stat_activity_count", datname="postgres", state="active") >= 1
+        assert value(good, "pg_stat_activity_connections", datname="postgres", state="active") >= 1
         table = dict(good.tables)["Longest-running active queries"]
         assert any("pg_sleep" in row[-1] for row in table[1:])
         assert value(good, "pg_stat_statements_available") == 1
@@ -180,7 +182,7 @@ async def test_least_privilege_role_and_role_without_pg_monitor(pg_shared: Clust
         assert not bad.success and bad.reason == Reason.FORBIDDEN
         assert value(bad, "pg_role_pg_monitor") == 0
         assert value(bad, "pg_up") == 1  # still reports what it can see
-        assert value(bad, "pg_stat_activity_count", datname="postgres", state="unknown") >= 1
+        assert value(bad, "pg_stat_activity_connections", datname="postgres", state="unknown") >= 1
         assert_no_secret(good, "mon-Pw-1")
         assert_no_secret(bad, "nomon-Pw-1")
     finally:
@@ -222,7 +224,7 @@ async def test_missing_extension(pg_shared: Cluster, caplog: pytest.LogCaptureFi
     assert result.success and again.success
     assert value(result, "pg_stat_statements_available") == 0
     assert "pg_stat_statements_top_mean_seconds" not in names(result)
-    assert value(result, "pg_stat_activity_count", datname="t_noext", state="idle") == 0
+    assert value(result, "pg_stat_activity_connections", datname="t_noext", state="idle") == 0
     logs = [r.getMessage() for r in caplog.records if "pg_stat_statements" in r.getMessage()]
     assert len(logs) == 1 and "not installed" in logs[0]  # logged once, not every run
     state = PostgresState()

@@ -16,6 +16,7 @@ from probes.base import ProbeResult
 from probes.redis import KIND, RedisConfig, RedisState
 from tests.probes_redis.conftest import RedisServer
 from tests.probes_redis.helpers import has_metric, make, one, values
+from tests.promtool import assert_promtool_clean
 
 pytestmark = [pytest.mark.anyio, pytest.mark.xdist_group("redis_shared")]
 
@@ -250,6 +251,7 @@ async def test_info_metrics_and_ping_samples(shared_redis: RedisServer, admin: R
         (lbl,) = values(result, "redis_instance")
         assert dict(lbl)["role"] == "master" and dict(lbl)["redis_version"].startswith("7.")
         assert not has_metric(result, "redis_master_link_up")
+        assert_promtool_clean("redis", [result])
     finally:
         await state.aclose()
 

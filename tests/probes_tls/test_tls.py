@@ -11,6 +11,7 @@ from probes import certs, tls
 from probes.base import Metric, ProbeResult
 from tests.probes_tls.certgen import DAY, Issued, ec_key, make_ca, make_leaf, now, rsa_key
 from tests.probes_tls.conftest import ServerFactory
+from tests.promtool import assert_promtool_clean
 
 pytestmark = pytest.mark.anyio
 
@@ -65,14 +66,15 @@ async def test_valid_rsa_chain(tls_server: ServerFactory, pki: dict[str, Issued]
     assert by(result, "tls_cert_not_after_timestamp_seconds", position="1",
               subject_cn="Festivals Test Intermediate") == pki["inter"].not_after
     assert by(result, "probe_ssl_earliest_cert_expiry", source=source) == leaf.not_after
-    assert by(result, "tls_cert_san_count", position="0") == 2
+    assert by(result, "tls_cert_subject_alt_names", position="0") == 2
     info = values(result, "tls_cert")
     leaf_info = [dict(k) for k in info if dict(k)["position"] == "0"][0]
     assert leaf_info["key_type"] == "rsa" and leaf_info["key_bits"] == "2048"
     assert leaf_info["serial"] == format(leaf.cert.serial_number, "x")
-    assert "serial" not in dict(next(iter(values(result, "tls_cert_san_count"))))
-    assert any("TLSv1.3" in dict(k).get("version", "") for k in
-               values(result, "probe_tls_version_info"))
+    assert "serial" not in dict(next(iter(values(result, "tls_cert_subject_alt_names"))))
+    assert any(dict(k).get("version") == "TLS 1.3" for k in
+               values(result, "probe_tls_version"))
+    assert_promtool_clean("tls", [result])
 
 
 async def test_expiring_in_two_days_is_still_valid_ecdsa(
