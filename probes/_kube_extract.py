@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
+
+from probes.base import parse_timestamp
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,16 +140,6 @@ def _status(value: Any) -> str:
     return text if text in ("true", "false") else "unknown"
 
 
-def timestamp(value: Any) -> float | None:
-    """RFC 3339 (``2026-11-27T13:20:51Z``) to unix seconds."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
 def quantity(value: Any) -> float | None:
     """A resource quantity (``704595n``, ``24716Ki``, ``250m``, ``1Gi``) as a float."""
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -248,7 +239,7 @@ def deployment(raw: Mapping[str, Any]) -> DeploymentRec | None:
         progressing_status=_status(progressing.get("status")),
         progressing_reason=str(progressing.get("reason") or ""),
         available_status=_status(available.get("status")),
-        last_rollout=timestamp(progressing.get("lastUpdateTime")),
+        last_rollout=parse_timestamp(progressing.get("lastUpdateTime")),
         generation=_int(meta.get("generation")),
         observed_generation=_int(status.get("observedGeneration")),
     )
@@ -350,8 +341,8 @@ def certificate(raw: Mapping[str, Any]) -> CertificateRec | None:
     return CertificateRec(
         name=name,
         ready=_status(_condition(status.get("conditions"), "Ready").get("status")),
-        not_after=timestamp(status.get("notAfter")),
-        renewal=timestamp(status.get("renewalTime")),
+        not_after=parse_timestamp(status.get("notAfter")),
+        renewal=parse_timestamp(status.get("renewalTime")),
         failed_attempts=_int(status.get("failedIssuanceAttempts")),
         secret=str(spec.get("secretName") or ""),
     )

@@ -16,7 +16,14 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import ConfigDict, SecretStr, field_validator
 
-from probes.base import Duration, KindConfig, Reason, read_secret, reason_for_exception
+from probes.base import (
+    COMMON_REASONS,
+    Duration,
+    KindConfig,
+    Reason,
+    read_secret,
+    reason_for_exception,
+)
 
 APPLICATION_NAME = "festivals-exporter"
 
@@ -199,3 +206,15 @@ async def close_quietly(conn: psycopg.AsyncConnection[Any] | None) -> None:
             pass
     if not conn.closed:  # the polite close did not finish: drop the socket
         conn.pgconn.finish()
+
+
+# What a PostgreSQL-protocol connection can fail with, for the probes' pre-created reasons.
+CONNECTION_REASONS: frozenset[str] = COMMON_REASONS | {
+    Reason.AUTH,
+    Reason.NOT_FOUND,
+    Reason.TOO_MANY_CLIENTS,
+    Reason.FORBIDDEN,
+    Reason.UNREACHABLE,
+    Reason.TLS,
+    Reason.CONFIG,
+}

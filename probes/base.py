@@ -10,8 +10,9 @@ they describe metrics as plain data and the metrics layer renders them.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Generic, Literal, Protocol, TypeVar
@@ -244,6 +245,26 @@ def read_secret(inline: SecretStr | None, file: Path | None, what: str = "secret
         except OSError as exc:
             raise ValueError(f"cannot read {what} file {file}: {exc.strerror}") from None
     return None
+
+
+def parse_timestamp(value: Any) -> float | None:
+    """An RFC 3339 time (``2026-11-27T13:20:51Z``, as Kubernetes and status pages write
+    them) as unix seconds; ``None`` when absent or unparsable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def check_regexps(patterns: Sequence[str]) -> None:
+    """Raise ``ValueError`` naming the first pattern that does not compile."""
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
 
 
 def reason_for_exception(exc: BaseException) -> Reason:

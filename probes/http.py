@@ -40,6 +40,7 @@ from probes.base import (
     ProbeKind,
     ProbeResult,
     Reason,
+    check_regexps,
     gauges,
     read_secret,
 )
@@ -105,11 +106,7 @@ class HttpConfig(KindConfig):
     @field_validator("fail_if_body_matches_regexp", "fail_if_body_not_matches_regexp")
     @classmethod
     def _check_regexps(cls, value: list[str]) -> list[str]:
-        for pattern in value:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+        check_regexps(value)
         return value
 
     @field_validator("headers")

@@ -16,6 +16,7 @@ import anyio
 import psycopg
 
 from probes._pg_common import (
+    CONNECTION_REASONS,
     PgConnConfig,
     close_quietly,
     connect,
@@ -23,7 +24,6 @@ from probes._pg_common import (
     reason_for_pg_error,
 )
 from probes.base import (
-    COMMON_REASONS,
     Metric,
     ProbeKind,
     ProbeResult,
@@ -219,14 +219,5 @@ KIND: ProbeKind[PgBouncerConfig, PgBouncerState] = ProbeKind(
     run=run,
     new_state=lambda config: PgBouncerState(),
     target=_target,
-    reasons=COMMON_REASONS
-    | {
-        Reason.AUTH,
-        Reason.NOT_FOUND,
-        Reason.TOO_MANY_CLIENTS,
-        Reason.FORBIDDEN,
-        Reason.UNREACHABLE,
-        Reason.TLS,
-        Reason.CONFIG,
-    },
+    reasons=CONNECTION_REASONS,
 )

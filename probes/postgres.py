@@ -20,6 +20,7 @@ from pydantic import Field
 
 from probes import _pg_sql as q
 from probes._pg_common import (
+    CONNECTION_REASONS,
     PgConnConfig,
     close_quietly,
     connect,
@@ -27,7 +28,6 @@ from probes._pg_common import (
     reason_for_pg_error,
 )
 from probes.base import (
-    COMMON_REASONS,
     Duration,
     Metric,
     ProbeKind,
@@ -329,15 +329,5 @@ KIND: ProbeKind[PostgresConfig, PostgresState] = ProbeKind(
     run=run,
     new_state=lambda config: PostgresState(),
     target=_target,
-    reasons=COMMON_REASONS
-    | {
-        Reason.AUTH,
-        Reason.NOT_FOUND,
-        Reason.TOO_MANY_CLIENTS,
-        Reason.FORBIDDEN,
-        Reason.UNREACHABLE,
-        Reason.TLS,
-        Reason.CONFIG,
-        EXTENSION_MISSING,
-    },
+    reasons=CONNECTION_REASONS | {EXTENSION_MISSING},
 )

@@ -34,8 +34,10 @@ from probes.base import (
     ProbeResult,
     Reason,
     Sample,
+    check_regexps,
     gauge,
     info,
+    parse_timestamp,
     reason_for_exception,
 )
 
@@ -100,11 +102,7 @@ class StatuspageConfig(KindConfig):
     @field_validator("components")
     @classmethod
     def _regexes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for pattern in value:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+        check_regexps(value)
         return value
 
     def candidates(self) -> tuple[tuple[str, str], ...]:
@@ -171,17 +169,6 @@ class _BadDocument(Exception):
 
 def _text(value: Any) -> str:
     return str(value)[:_MAX_TEXT] if value is not None else ""
-
-
-def _timestamp(value: Any) -> float | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        from datetime import datetime
-
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def _keep(name: str, patterns: tuple[re.Pattern[str], ...]) -> bool:
@@ -252,7 +239,7 @@ def _parse_v2(doc: dict[str, Any], patterns: tuple[re.Pattern[str], ...]) -> Sna
         components=components,
         incidents=incidents,
         maintenances=maintenances,
-        updated=_timestamp(page.get("updated_at")),
+        updated=parse_timestamp(page.get("updated_at")),
     )
 
 
@@ -271,7 +258,7 @@ def _parse_stripe(doc: dict[str, Any], patterns: tuple[re.Pattern[str], ...]) ->
         components=components,
         incidents=None,
         maintenances=None,
-        updated=_timestamp(doc.get("time")),
+        updated=parse_timestamp(doc.get("time")),
     )
 
 

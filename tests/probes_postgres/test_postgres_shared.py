@@ -73,7 +73,8 @@ async def test_counts_by_state_and_thresholds(pg_shared: Cluster) -> None:
                 )
 
             await poll(moved, timeout=1.2)
-            assert value(result, "pg_stat_activity_connections", datname="t_states", state="idle") == 1
+            assert value(result, "pg_stat_activity_connections", datname="t_states",
+                         state="idle") == 1
             assert value(result, "pg_stat_activity_max_tx_duration", datname="t_states",
                          state="idle in transaction") > 0.3
             assert value(result, "pg_stat_activity_oldest_transaction_seconds") > 0.3
