@@ -70,7 +70,12 @@ async def execute(spec: ProbeSpec, state: ProbeState) -> ProbeResult:
     return result
 
 
-async def close_state(name: str, state: ProbeState) -> None:
+async def close_state(name: str, state: ProbeState, lock: anyio.Lock | None = None) -> None:
+    if lock is not None:
+        # An on-demand run of the old config may still use the state: let it finish first.
+        with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
+            async with lock:
+                pass
     with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True):
         try:
             await state.aclose()
@@ -79,6 +84,13 @@ async def close_state(name: str, state: ProbeState) -> None:
                 "closing probe state failed",
                 extra={"probe": name, "error_type": type(exc).__name__},
             )
+
+
+async def _close_all(runners: list[_Runner]) -> None:
+    """Close the states of stopped runners concurrently: one slow close delays no other."""
+    async with anyio.create_task_group() as tg:
+        for runner in runners:
+            tg.start_soon(close_state, runner.spec.name, runner.state, runner.lock)
 
 
 class Scheduler:
@@ -103,8 +115,7 @@ class Scheduler:
         for runner in stale:
             runner.scope.cancel()
             del self.runners[runner.spec.name]
-        for runner in stale:
-            await close_state(runner.spec.name, runner.state)
+        await _close_all(stale)
         for name, spec in wanted.items():
             if name not in self.runners:
                 runner = _Runner(spec, spec.kind_impl.new_state(spec.settings))
@@ -116,8 +127,7 @@ class Scheduler:
         self.runners.clear()
         for runner in runners:
             runner.scope.cancel()
-        for runner in runners:
-            await close_state(runner.spec.name, runner.state)
+        await _close_all(runners)
 
     async def run_now(self, name: str) -> RunRecord | None:
         """Run one configured probe immediately (waits for a run already in progress)."""
