@@ -132,7 +132,9 @@ def _new_client(value: int, seconds: float = 0.0) -> list[Metric]:
 
 async def run(config: PostgresConfig, state: PostgresState) -> ProbeResult:
     out = _Run()
-    out.add(_up(0), *_new_client(0))
+    out.add(_up(0))
+    if config.check_new_client:  # absent when off: a 0 would read as "refused"
+        out.add(*_new_client(0))
     async with state.lock:
         out.add(counter("pg_connection_opens", "Held connections opened by this probe.",
                         state.opens))
@@ -189,7 +191,8 @@ async def _run(
         state.failures = 0
         state.opens += 1
         fresh = True
-        out.add(*_new_client(1, time.perf_counter() - t0))
+        if config.check_new_client:
+            out.add(*_new_client(1, time.perf_counter() - t0))
         out.add(counter("pg_connection_opens", "Held connections opened by this probe.",
                         state.opens))
         out.detail.append("opened the held connection (it also served as the new-client check)")

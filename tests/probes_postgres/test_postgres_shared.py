@@ -117,6 +117,18 @@ async def test_statement_timeout_application_name_and_target(pg_shared: Cluster)
     await poll(lambda: _backends_are(pg_shared, 0))
 
 
+async def test_new_client_series_absent_when_the_check_is_off(pg_shared: Cluster) -> None:
+    state = PostgresState()
+    try:
+        for _ in range(2):  # the run that opens the held connection, then a steady one
+            result = await KIND.run(pg_config(pg_shared, check_new_client=False), state)
+            assert result.success, result.detail
+            assert "pg_up" in names(result)
+            assert not {"pg_new_client_up", "pg_new_client_connect_seconds"} & names(result)
+    finally:
+        await state.aclose()
+
+
 async def _backends_are(cluster: Cluster, n: int) -> bool:
     return await exporter_backends(cluster) == n
 

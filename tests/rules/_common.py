@@ -71,9 +71,22 @@ def documentation() -> str:
 _SUFFIXES = ("_bucket", "_sum", "_count")
 
 
-def is_documented(name: str, docs: str) -> bool:
+def documented_names(docs: str) -> set[str]:
+    """Names in the first cell of a Markdown table row: where metrics are documented.
+
+    A name merely mentioned in prose ("postgres_exporter calls it ...") does not count.
+    """
+    names: set[str] = set()
+    for line in docs.splitlines():
+        if line.startswith("|"):
+            first = line.split("|")[1]
+            names.update(re.findall(r"`([A-Za-z_:][A-Za-z0-9_:]*)`", first))
+    return names
+
+
+def is_documented(name: str, documented: set[str]) -> bool:
     candidates = [name] + [name[: -len(s)] for s in _SUFFIXES if name.endswith(s)]
-    return any(re.search(rf"(?<![\w:]){re.escape(c)}(?![\w:])", docs) for c in candidates)
+    return any(c in documented for c in candidates)
 
 
 def dashboard_panels(dashboard: dict[str, Any]) -> Iterator[dict[str, Any]]:
