@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 from collections.abc import Sequence
+
+import anyio
 
 from exporter.config import Config, GlobalConfig, ProbeSpec
 from exporter.metrics import make_registry, render
@@ -27,15 +28,15 @@ def exposition(kind: str, results: Sequence[ProbeResult]) -> str:
     return body.decode()
 
 
-def assert_promtool_clean(kind: str, results: Sequence[ProbeResult]) -> str:
+async def assert_promtool_clean(kind: str, results: Sequence[ProbeResult]) -> str:
     """Fail unless ``promtool check metrics`` accepts the exposition; returns it."""
     text = exposition(kind, results)
     promtool = shutil.which("promtool")
     assert promtool, "promtool is installed by `make test`"
-    check = subprocess.run(
-        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
-    )
-    assert check.returncode == 0 and not check.stdout.strip() and not check.stderr.strip(), (
-        check.stdout + check.stderr
-    )
+    with anyio.fail_after(30):
+        check = await anyio.run_process(
+            [promtool, "check", "metrics"], input=text.encode(), check=False
+        )
+    out = (check.stdout + check.stderr).decode()
+    assert check.returncode == 0 and not out.strip(), out
     return text

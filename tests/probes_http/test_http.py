@@ -231,7 +231,7 @@ async def test_tls_trusted_ca(https_server: Running, ca_file: Path, server_cert:
     leaf = x509.load_pem_x509_certificate(server_cert.cert_chain_pems[0].bytes())
     assert value(r, "probe_ssl_earliest_cert_expiry") == leaf.not_valid_after_utc.timestamp()
     assert label_values(r, "probe_tls_version", "version")[0].startswith("TLS 1.")
-    assert_promtool_clean("http", [r])
+    await assert_promtool_clean("http", [r])
 
 
 async def test_tls_by_name_uses_sni(https_server: Running, ca_file: Path) -> None:

@@ -41,7 +41,7 @@ async def test_open_port(ping_server: Running) -> None:
     assert value(r, "probe_ip_protocol") == 4
     assert value(r, "probe_dns_lookup_time_seconds") == 0
     assert "probe_ssl_earliest_cert_expiry" not in names(r)
-    assert_promtool_clean("tcp", [r])
+    await assert_promtool_clean("tcp", [r])
 
 
 async def test_by_name(ping_server: Running) -> None:

@@ -165,7 +165,7 @@ async def test_healthy_namespace(fake_kube: FakeKube) -> None:
     # no label carries an event message or the token
     text = repr(result)
     assert "must never become a label" not in text and "fake-token" not in text
-    assert_promtool_clean("kubernetes", [result])
+    await assert_promtool_clean("kubernetes", [result])
 
 
 @pytest.mark.anyio

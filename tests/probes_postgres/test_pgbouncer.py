@@ -75,7 +75,7 @@ async def test_pools_waiting_clients_and_maxwait(pgbouncer: Bouncer) -> None:
         table = dict(after.tables)["Pools"]
         assert table[0][0] == "database" and [r[0] for r in table[1:]] == ["appdb"]
         assert_no_secret(after, pgbouncer.ADMIN_PASSWORD)
-        assert_promtool_clean("pgbouncer", [idle, after])
+        await assert_promtool_clean("pgbouncer", [idle, after])
     finally:
         for c in (*holders, waiter):
             await c.close()

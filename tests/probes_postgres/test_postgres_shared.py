@@ -93,7 +93,7 @@ async def test_counts_by_state_and_thresholds(pg_shared: Cluster) -> None:
         assert value(result, "pg_up") == 1
         assert value(result, "pg_new_client_up") == 1
         assert value(result, "pg_connection_opens") == 1
-        assert_promtool_clean("postgres", [first, result])
+        await assert_promtool_clean("postgres", [first, result])
     finally:
         for c in (idle, in_tx, busy):
             await c.close()

@@ -251,7 +251,7 @@ async def test_info_metrics_and_ping_samples(shared_redis: RedisServer, admin: R
         (lbl,) = values(result, "redis_instance")
         assert dict(lbl)["role"] == "master" and dict(lbl)["redis_version"].startswith("7.")
         assert not has_metric(result, "redis_master_link_up")
-        assert_promtool_clean("redis", [result])
+        await assert_promtool_clean("redis", [result])
     finally:
         await state.aclose()
 

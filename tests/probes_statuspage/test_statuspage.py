@@ -72,7 +72,7 @@ async def test_statuspage_v2_operational_then_outage(status_server: StatusServer
         assert one(bad, "statuspage_scheduled_maintenances", status="scheduled") == 1
         assert one(bad, "statuspage_page_updated_timestamp_seconds") == pytest.approx(
             datetime.fromisoformat("2026-11-27T12:41:09.801+00:00").timestamp())
-        assert_promtool_clean("statuspage", [ok, bad])
+        await assert_promtool_clean("statuspage", [ok, bad])
     finally:
         await state.aclose()
 

@@ -74,7 +74,7 @@ async def test_valid_rsa_chain(tls_server: ServerFactory, pki: dict[str, Issued]
     assert "serial" not in dict(next(iter(values(result, "tls_cert_subject_alt_names"))))
     assert any(dict(k).get("version") == "TLS 1.3" for k in
                values(result, "probe_tls_version"))
-    assert_promtool_clean("tls", [result])
+    await assert_promtool_clean("tls", [result])
 
 
 async def test_expiring_in_two_days_is_still_valid_ecdsa(
