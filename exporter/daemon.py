@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -78,6 +80,7 @@ class Daemon:
             local_host=host.strip("[]"), local_port=int(port)
         )
         await listener.aclose()
+        _ignore_cancelled_callbacks()
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._handle_signals)
             await tg.start(self._serve_http, bind)
@@ -125,6 +128,27 @@ class Daemon:
                     log.info("signal received", extra={"signal": signal.Signals(signum).name})
                     self.request_shutdown()
                     return
+
+
+def _ignore_cancelled_callbacks() -> None:
+    """Keep cancellation out of the error log.
+
+    When the graceful drain ends, hypercorn cancels the requests still running and its
+    connection callback then reads the cancelled task's exception, which asyncio reports
+    as "Exception in callback" with a traceback: a normal shutdown would look like a crash.
+    """
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if isinstance(context.get("exception"), asyncio.CancelledError):
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
 
 
 async def _wait_until_listening(host: str, port: int) -> None:

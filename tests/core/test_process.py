@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,14 +80,27 @@ def exporter(tmp_path: Path) -> Iterator[Exporter]:
         exporter.proc.communicate()
 
 
-def test_sigterm_stops_gracefully_within_five_seconds(exporter: Exporter) -> None:
-    exporter.wait_until("/-/ready", "Ready")
-    # Stop while a hung probe is in flight: it must not delay the exit.
-    code, took, stderr = exporter.stop()
+def test_sigterm_stops_gracefully_within_five_seconds(tmp_path: Path) -> None:
+    config = tmp_path / "config.yml"
+    config.write_text(CONFIG.replace("global: {", "global: {demo: true, "))
+    exporter = Exporter(config)
+    try:
+        exporter.wait_until("/-/ready", "Ready")
+        # Stop while a hung probe and a slow request are in flight: neither may delay the
+        # exit past 5 s, nor make a normal stop log an error.
+        slow = threading.Thread(
+            target=lambda: httpx.get(exporter.url + "/demo/slow", timeout=10), daemon=True
+        )
+        slow.start()
+        time.sleep(0.3)
+        code, took, stderr = exporter.stop()
+    finally:
+        if exporter.proc.poll() is None:
+            exporter.proc.kill()
     assert code == 0, stderr
     assert took < 5.0
-    assert '"msg": "shutting down"' in stderr
-    assert "Traceback" not in stderr
+    assert '"msg": "shutting down"' in stderr and '"msg": "stopped"' in stderr
+    assert "Traceback" not in stderr and '"level": "error"' not in stderr, stderr
 
 
 def test_sighup_with_bad_config_keeps_running_then_good_config_applies(
