@@ -190,7 +190,15 @@ def _build_probe(
         known = ", ".join(sorted(KIND_MODULES))
         errors.append(f"{path}.kind: unknown kind {common.kind!r} (known: {known})")
         return None
-    interval = common.interval if common.interval is not None else global_.default_interval
+    try:
+        kind = load_kind(common.kind)
+    except ImportError as exc:
+        errors.append(f"{path}.kind: kind {common.kind!r} cannot be loaded ({exc.name} missing)")
+        return None
+    interval = next(
+        i for i in (common.interval, kind.default_interval, global_.default_interval)
+        if i is not None
+    )
     timeout = common.timeout if common.timeout is not None else global_.default_timeout
     ok = True
     if interval <= 0:
@@ -206,11 +214,6 @@ def _build_probe(
         ok = False
     if "client_timeout" in kind_part:
         errors.append(f"{path}.client_timeout: unknown key (it derives from timeout)")
-        return None
-    try:
-        kind = load_kind(common.kind)
-    except ImportError as exc:
-        errors.append(f"{path}.kind: kind {common.kind!r} cannot be loaded ({exc.name} missing)")
         return None
     try:
         settings = kind.config_model.model_validate(

@@ -167,7 +167,9 @@ class ProbeKind(Generic[ConfigT, StateT]):
     ``config.client_timeout`` (set by the daemon from the probe's ``timeout``); the
     scheduler wraps every run in ``anyio.fail_after(timeout)`` as a hard deadline on top.
     It must not leak connections when cancelled. ``target(config)`` describes what is
-    probed for humans, with secrets redacted.
+    probed for humans, with secrets redacted. ``default_interval`` (seconds) replaces
+    ``global.default_interval`` for probes of this kind that set no interval, for kinds
+    that must poll politely (a vendor's status page).
     """
 
     name: str
@@ -176,6 +178,7 @@ class ProbeKind(Generic[ConfigT, StateT]):
     new_state: Callable[[ConfigT], StateT]
     target: Callable[[ConfigT], str]
     reasons: frozenset[str] = field(default_factory=frozenset)
+    default_interval: float | None = None
 
 
 # --- Config helpers shared by every kind --------------------------------------------------

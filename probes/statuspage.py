@@ -427,6 +427,12 @@ async def _get(
         raise _FetchError(reason, f"cannot connect ({reason})") from None
     except (httpx.RemoteProtocolError, httpx.LocalProtocolError, httpx.DecodingError):
         raise _FetchError(Reason.PROTOCOL, "HTTP protocol error") from None
+    except httpx.TooManyRedirects:
+        # A redirect loop is a RequestError, not a TransportError: without this it escaped
+        # run() and read as ``internal``.
+        raise _FetchError(Reason.HTTP_STATUS, "too many redirects") from None
+    except httpx.UnsupportedProtocol:
+        raise _FetchError(Reason.PROTOCOL, "redirected to a non-HTTP URL") from None
     except httpx.TransportError as exc:
         reason = _network_reason(exc)
         raise _FetchError(reason, f"transport error ({reason})") from None
@@ -547,6 +553,7 @@ KIND = ProbeKind(
     run=run,
     new_state=new_state,
     target=target,
+    default_interval=60.0,  # poll a vendor's page politely
     reasons=COMMON_REASONS
     | frozenset(
         {

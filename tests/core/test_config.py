@@ -37,6 +37,18 @@ def test_good_config_applies_defaults_and_merges_labels() -> None:
     assert 0 < api.settings.client_timeout < api.timeout
 
 
+def test_a_kind_default_interval_beats_the_global_default() -> None:
+    config = parse_config(
+        "global: {default_interval: 20s}\n"
+        "probes:\n"
+        "  - {name: stripe, kind: statuspage, url: 'https://status.stripe.com'}\n"
+        "  - {name: stripe-fast, kind: statuspage, url: 'https://status.stripe.com',"
+        " interval: 15s}\n"
+        "  - {name: api, kind: fake}\n"
+    )
+    assert [p.interval for p in config.probes] == [60.0, 15.0, 20.0]
+
+
 def test_env_references_are_expanded_and_dollar_escaped() -> None:
     text = "probes:\n  - {name: a, kind: fake, mode: '${MODE}'}\n  - {name: 'b$$', kind: fake}\n"
     with pytest.raises(ConfigError) as err:
