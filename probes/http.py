@@ -12,6 +12,7 @@ import json
 import re
 import ssl
 import time
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,13 +126,19 @@ class HttpConfig(KindConfig):
         has_basic = self.username is not None
         if has_basic and (self.bearer_token is not None or self.bearer_token_file is not None):
             raise ValueError("set either basic auth (username) or bearer_token, not both")
+        has_bearer = self.bearer_token is not None or self.bearer_token_file is not None
         url = httpx.URL(self.url)
-        if (url.username or url.password) and (has_basic or self.bearer_token is not None):
+        url_credentials = bool(url.username or url.password)
+        # httpx turns URL credentials into basic auth that overrides any Authorization
+        # header: a bearer token would be dropped without a word.
+        if url_credentials and (has_basic or has_bearer):
             raise ValueError("credentials in the URL and in username/bearer_token: pick one")
         if any(k.lower() == "authorization" for k in self.headers) and (
-            has_basic or self.bearer_token is not None or self.bearer_token_file is not None
+            has_basic or has_bearer or url_credentials
         ):
-            raise ValueError("Authorization header and username/bearer_token: pick one")
+            raise ValueError(
+                "Authorization header and username/bearer_token/URL credentials: pick one"
+            )
         return self
 
 
@@ -269,8 +276,13 @@ async def _exchange(
             att.tls = scheme_tls
             stream = response.extensions.get("network_stream")
             ssl_object = stream.get_extra_info("ssl_object") if stream is not None else None
-            if isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):
-                att.tls_metrics = tls_metrics(ssl_object)
+            # The figures describe the final response's connection, as probe_http_ssl does:
+            # an https -> http redirect must not keep the first hop's certificate.
+            att.tls_metrics = (
+                tls_metrics(ssl_object)
+                if isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket)
+                else []
+            )
             location = response.headers.get("location")
             if config.follow_redirects and response.status_code in _REDIRECTS and location:
                 if att.redirects >= config.max_redirects:
@@ -324,14 +336,15 @@ async def _read_and_check(config: HttpConfig, response: httpx.Response, att: _At
     except ValueError:
         att.content_length = -1
     start = time.perf_counter()
+    # A HEAD answer (and 1xx/204/304) has no body: its Content-Length describes what a GET
+    # would return, so it must not trip the cap.
+    has_body = response.request.method != "HEAD" and not (
+        response.status_code < 200 or response.status_code in (204, 304)
+    )
+    too_large = has_body and att.content_length > config.max_body_bytes
     body = bytearray()
-    too_large = att.content_length > config.max_body_bytes
     if not too_large:
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) > config.max_body_bytes:
-                too_large = True
-                break
+        too_large = await _read_body(response, config.max_body_bytes, body)
     att.phases["transfer"] += time.perf_counter() - start
     att.body_length = len(body)
     att.detail.append(
@@ -367,6 +380,76 @@ async def _read_and_check(config: HttpConfig, response: httpx.Response, att: _At
                 att.json_failed = True
                 raise _Fail(Reason.VALIDATION, f"json check failed: {problem}")
         att.detail.append(f"{len(config.json_checks)} json check(s) passed")
+
+
+def _decompressor(response: httpx.Response) -> Any:
+    """A zlib decompressor for the response's ``Content-Encoding``, ``None`` for identity.
+
+    Raises ``_Fail(protocol)`` for stacked encodings (``gzip, gzip``): each layer would
+    multiply the expansion and they cannot be bounded one read at a time.
+    """
+    encodings = [
+        value.strip().lower()
+        for value in response.headers.get_list("content-encoding", split_commas=True)
+        if value.strip().lower() in ("gzip", "x-gzip", "deflate")
+    ]
+    if len(encodings) > 1:
+        raise _Fail(Reason.PROTOCOL, f"stacked content encodings: {', '.join(encodings)}")
+    if not encodings:
+        return None
+    if encodings[0] == "deflate":
+        return _Deflate()
+    return zlib.decompressobj(zlib.MAX_WBITS | 16)
+
+
+class _Deflate:
+    """``deflate`` as servers send it: zlib-wrapped, or raw (as httpx accepts too)."""
+
+    def __init__(self) -> None:
+        self._inner: Any = zlib.decompressobj()
+        self._started = False
+
+    @property
+    def unconsumed_tail(self) -> bytes:
+        tail: bytes = self._inner.unconsumed_tail
+        return tail
+
+    def decompress(self, data: bytes, max_length: int) -> bytes:
+        if self._started:
+            out: bytes = self._inner.decompress(data, max_length)
+            return out
+        self._started = True
+        try:
+            out = self._inner.decompress(data, max_length)
+        except zlib.error:
+            self._inner = zlib.decompressobj(-zlib.MAX_WBITS)
+            out = self._inner.decompress(data, max_length)
+        return out
+
+
+async def _read_body(response: httpx.Response, cap: int, body: bytearray) -> bool:
+    """Read the (decompressed) body into ``body``, keeping at most ``cap + 1`` bytes.
+
+    Decompression is bounded by what is still wanted (``max_length``), so a gzip bomb
+    never expands beyond the cap in memory, not even within one network read.
+    Returns ``True`` when the body is larger than ``cap``.
+    """
+    inflater = _decompressor(response)
+    try:
+        async for raw in response.aiter_raw():
+            data = raw
+            while data:
+                if inflater is None:
+                    body += data[: cap + 1 - len(body)]
+                    data = b""
+                else:
+                    body += inflater.decompress(data, cap + 1 - len(body))
+                    data = inflater.unconsumed_tail
+                if len(body) > cap:
+                    return True
+    except zlib.error:
+        raise _Fail(Reason.PROTOCOL, "the body cannot be decompressed") from None
+    return False
 
 
 async def _attempt(

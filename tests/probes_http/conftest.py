@@ -5,6 +5,7 @@ Every server binds port 0 on loopback; each xdist worker gets its own set per se
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import socket
@@ -12,6 +13,7 @@ import socketserver
 import ssl
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +24,18 @@ import pytest
 import trustme
 
 BIG_BODY = b"x" * (10 * 1024 * 1024)
+
+
+@functools.cache
+def gzip_bomb(size: int = 128 * 1024 * 1024) -> bytes:
+    """``size`` zero bytes, gzip-compressed (about 1000:1), built without holding them.
+
+    128 MiB of zeros make about 130 KB: one 64 KiB network read inflates to about 64 MiB.
+    Built by the ``gzip_bomb_body`` fixture, off the event loop."""
+    packer = zlib.compressobj(6, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+    block = bytes(1024 * 1024)
+    out = [packer.compress(block) for _ in range(size // len(block))]
+    return b"".join(out) + packer.flush()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -59,8 +73,15 @@ class Handler(BaseHTTPRequestHandler):
             return
         self.do_GET()
 
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
     def do_GET(self) -> None:  # noqa: C901 - a route table
         path = self.path
+        if path.startswith("/to/"):
+            # /to/<absolute URL>: a redirect anywhere (e.g. from https to plain http).
+            self._send(302, b"", extra={"Location": path.removeprefix("/to/")})
+            return
         if path == "/ok":
             self._send(200, b"all good\nversion=1.2.3\n")
         elif path == "/500":
@@ -78,6 +99,21 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/gzip":
             data = gzip.compress(b"hello " * 1000)
             self._send(200, data, extra={"Content-Encoding": "gzip"})
+        elif path == "/gzip-bomb":
+            self._send(200, gzip_bomb(), extra={"Content-Encoding": "gzip"})
+        elif path == "/deflate-raw":
+            packer = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+            data = packer.compress(b"raw deflate " * 100) + packer.flush()
+            self._send(200, data, extra={"Content-Encoding": "deflate"})
+        elif path == "/deflate":
+            self._send(200, zlib.compress(b"zlib deflate " * 100),
+                       extra={"Content-Encoding": "deflate"})
+        elif path == "/gzip-gzip":
+            data = gzip.compress(gzip.compress(b"twice " * 100))
+            self._send(200, data, extra={"Content-Encoding": "gzip, gzip"})
+        elif path == "/gzip-broken":
+            self._send(200, b"\x1f\x8b\x08\x00garbage-not-gzip",
+                       extra={"Content-Encoding": "gzip"})
         elif path == "/big":
             self._send(200, BIG_BODY)
         elif path == "/big-chunked":
@@ -170,6 +206,11 @@ def ca_file(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("ca") / "ca.pem"
     ca.cert_pem.write_to_path(str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def gzip_bomb_body() -> bytes:
+    return gzip_bomb()
 
 
 @pytest.fixture(scope="session")

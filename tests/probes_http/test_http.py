@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -201,11 +202,67 @@ async def test_10mb_body_is_capped(http_server: Running) -> None:
     chunked = await probe(url=http_server.url("/big-chunked"), max_body_bytes=100_000)
     assert chunked.reason == "too_large"
     assert value(chunked, "probe_http_content_length") == -1
-    read = value(chunked, "probe_http_uncompressed_body_length")
-    assert 100_000 < read < 200_000
+    assert value(chunked, "probe_http_uncompressed_body_length") == 100_001
     raised = await probe(url=http_server.url("/big"), max_body_bytes=11 * 1024 * 1024)
     assert raised.success
     assert value(raised, "probe_http_uncompressed_body_length") == 10 * 1024 * 1024
+
+
+async def test_head_of_a_big_resource_is_not_too_large(http_server: Running) -> None:
+    # A HEAD answer carries the GET body's Content-Length but no body: nothing to cap.
+    r = await probe(url=http_server.url("/big"), method="HEAD")
+    assert r.success, r.detail
+    assert value(r, "probe_http_content_length") == 10 * 1024 * 1024
+    assert value(r, "probe_http_uncompressed_body_length") == 0
+
+
+async def test_gzip_bomb_never_expands_past_the_cap(
+    http_server: Running, gzip_bomb_body: bytes
+) -> None:
+    # 128 MiB of zeros in ~130 KB of gzip: decoding a whole 64 KiB network read at once
+    # would hold ~64 MiB; bounded decompression holds about max_body_bytes.
+    assert len(gzip_bomb_body) > 64 * 1024
+    tracemalloc.start()
+    try:
+        r = await probe(url=http_server.url("/gzip-bomb"), max_body_bytes=1_000_000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert r.reason == "too_large", r.detail
+    assert value(r, "probe_http_content_length") < 1_000_000  # not refused from the header
+    assert value(r, "probe_http_uncompressed_body_length") == 1_000_001
+    assert peak < 16 * 1024 * 1024, f"peak {peak} bytes while reading a capped body"
+
+
+async def test_deflate_zlib_and_raw_decoded(http_server: Running) -> None:
+    z = await probe(url=http_server.url("/deflate"), fail_if_body_not_matches_regexp=["^zlib"])
+    assert z.success, z.detail
+    assert value(z, "probe_http_uncompressed_body_length") == len(b"zlib deflate ") * 100
+    raw = await probe(url=http_server.url("/deflate-raw"), fail_if_body_not_matches_regexp=["^raw"])
+    assert raw.success, raw.detail
+    assert value(raw, "probe_http_uncompressed_body_length") == len(b"raw deflate ") * 100
+
+
+async def test_stacked_or_broken_encoding_is_protocol(http_server: Running) -> None:
+    stacked = await probe(url=http_server.url("/gzip-gzip"))
+    assert stacked.reason == "protocol"
+    assert any("stacked content encodings" in line for line in stacked.detail)
+    broken = await probe(url=http_server.url("/gzip-broken"))
+    assert broken.reason == "protocol"
+
+
+async def test_https_to_http_redirect_drops_tls_figures(
+    https_server: Running, http_server: Running, ca_file: Path
+) -> None:
+    r = await probe(
+        url=https_server.url("/to/" + http_server.url("/ok"), "https"), ca_file=str(ca_file)
+    )
+    assert r.success, r.detail
+    assert value(r, "probe_http_redirects") == 1
+    assert value(r, "probe_http_ssl") == 0
+    # The final response came over plain HTTP: no certificate, no TLS version.
+    assert "probe_ssl_earliest_cert_expiry" not in names(r)
+    assert "probe_tls_version" not in names(r)
 
 
 async def test_refused(closed_port: int) -> None:
@@ -266,7 +323,7 @@ async def test_ipv6(http6_server: Running) -> None:
 
 
 async def test_all_addresses_localhost(http_server: Running) -> None:
-    infos = socket.getaddrinfo("localhost", http_server.port, type=socket.SOCK_STREAM)
+    infos = await anyio.getaddrinfo("localhost", http_server.port, type=socket.SOCK_STREAM)
     expected = list(dict.fromkeys(str(i[4][0]) for i in infos))
     r = await probe(url=f"http://localhost:{http_server.port}/ok", all_addresses=True,
                     ip_protocol="ip4")
@@ -279,7 +336,7 @@ async def test_all_addresses_localhost(http_server: Running) -> None:
 
 
 async def test_all_addresses_dual_stack(http_server: Running) -> None:
-    infos = socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)
+    infos = await anyio.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)
     if len({i[0] for i in infos}) < 2:
         pytest.skip("localhost resolves to one address family only on this machine")
     # The server listens on 127.0.0.1 only: the ::1 address must fail and fail the probe.
@@ -327,6 +384,9 @@ async def test_target_redacts_password() -> None:
         ({"json_checks": [{"path": "a"}]}, "exactly one of"),
         ({"password": "x"}, "password needs username"),
         ({"username": "u", "bearer_token": "t"}, "not both"),
+        # URL credentials become basic auth that would silently replace the bearer token.
+        ({"url": "http://u:p@example.test/", "bearer_token_file": "/x"}, "pick one"),
+        ({"url": "http://u:p@example.test/", "headers": {"Authorization": "x"}}, "pick one"),
         ({"bearer_token": "t", "bearer_token_file": "/x"}, "not both"),
         ({"ip_protocol": "ipv4"}, "ip4"),
         ({"method": "GET /"}, "HTTP method"),
