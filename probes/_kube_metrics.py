@@ -295,10 +295,13 @@ def add_ingresses(
 def add_certificates(fam: Families, ns: str, certs: Iterable[CertificateRec]) -> None:
     for c in certs:
         cl = {"namespace": ns, "name": c.name}
+        # cert-manager's own exporter writes the condition as the API does ("True",
+        # "False", "Unknown"), unlike kube-state-metrics' lower case: users' existing
+        # queries ({condition="False"}) must keep matching.
         for status in ("true", "false", "unknown"):
             fam.add(
                 "certmanager_certificate_ready_status",
-                {**cl, "condition": status},
+                {**cl, "condition": status.capitalize()},
                 c.ready == status,
             )
         if c.not_after is not None:

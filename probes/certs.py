@@ -19,8 +19,9 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import (
+    Criticality,
     ExtensionPolicy,
     PolicyBuilder,
     Store,
@@ -177,6 +178,23 @@ def hostname_matches(cert: x509.Certificate, hostname: str) -> bool:
     return False
 
 
+def _server_auth_eku(
+    policy: object, cert: x509.Certificate, eku: x509.ExtendedKeyUsage | None
+) -> None:
+    """As TLS clients check a server's chain: an EKU, where present, must allow TLS server
+    authentication (or any purpose)."""
+    if eku is None:
+        return
+    if ExtendedKeyUsageOID.SERVER_AUTH not in eku and (
+        ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in eku
+    ):
+        raise ValueError("extended key usage does not allow TLS server authentication")
+
+
+def _any_eku(policy: object, cert: x509.Certificate, eku: x509.ExtendedKeyUsage | None) -> None:
+    return None
+
+
 def _chain_ok(
     certs: Sequence[x509.Certificate],
     hostname: str | None,
@@ -191,13 +209,22 @@ def _chain_ok(
     # and every TLS client here accept (trustme's, private CAs' critical SAN with a
     # subject), and a probe must not call a chain broken that clients use happily. The
     # name is checked against the SANs below, as clients do.
+    # cryptography's server verifier cannot relax the leaf policy, so the client verifier
+    # builds the chain; its own EKU rule (clientAuth on every certificate that has an EKU)
+    # is replaced: a server chain (a hostname is given) must allow serverAuth, as TLS
+    # clients require; without a name (files, secrets) the purpose is unknown: any EKU.
+    eku_rule = _server_auth_eku if hostname else _any_eku
     builder = (
         PolicyBuilder()
         .store(Store(list(roots)))
         .time(when)
         .extension_policies(
-            ca_policy=ExtensionPolicy.webpki_defaults_ca(),
-            ee_policy=ExtensionPolicy.permit_all(),
+            ca_policy=ExtensionPolicy.webpki_defaults_ca().may_be_present(
+                x509.ExtendedKeyUsage, Criticality.AGNOSTIC, eku_rule
+            ),
+            ee_policy=ExtensionPolicy.permit_all().may_be_present(
+                x509.ExtendedKeyUsage, Criticality.AGNOSTIC, eku_rule
+            ),
         )
     )
     leaf, intermediates = certs[0], list(certs[1:])

@@ -252,8 +252,9 @@ def _namespace(
                 f"{what}: {len(outcome.items)} objects, {outcome.pages} page(s),"
                 f" resourceVersion {outcome.resource_version or '-'}"
             )
-        elif plan.optional_api and outcome.reason == "not_found":
-            lines.append(f"{what}: API not installed ({outcome.message})")
+        elif _api_missing(plan, outcome):
+            state_text = "not installed" if outcome.status == 404 else "unavailable"
+            lines.append(f"{what}: API {state_text} ({outcome.message})")
         else:
             lines.append(f"{what}: {outcome.reason} ({outcome.message})")
 
@@ -462,6 +463,13 @@ def _forbidden(outcome: object) -> bool | None:
     return False
 
 
+def _api_missing(plan: _Plan, outcome: KubeError) -> bool:
+    """An optional API (metrics.k8s.io, cert-manager) that is not installed (404) or whose
+    aggregated server is down (503, what ``kubectl top`` calls "Metrics API not
+    available"): reported by its ``*_available`` metric, not a failure of the run."""
+    return plan.optional_api and outcome.status in (404, 503)
+
+
 _TRANSPORT = frozenset({"timeout", "refused", "dns", "unreachable", "tls", "auth", "config"})
 
 
@@ -475,7 +483,7 @@ def _failure(
             outcome = lists[(ns, plan.resource)]
             if not isinstance(outcome, KubeError) or outcome.reason == "forbidden":
                 continue
-            if plan.optional_api and outcome.reason == "not_found":
+            if _api_missing(plan, outcome):
                 continue
             errors.append(outcome)
     for err in errors:

@@ -124,6 +124,7 @@ class FakeKube:
     secrets: dict[tuple[str, str], Obj] = field(default_factory=dict)
     forbidden: set[str] = field(default_factory=set)  # resource names answering 403
     absent: set[str] = field(default_factory=set)  # API groups/resources answering 404
+    unavailable: set[str] = field(default_factory=set)  # ... answering 503 (APIService down)
     delay: float = 0.0
     expire_continue_once: bool = False
     requests: list[str] = field(default_factory=list)
@@ -249,6 +250,10 @@ class FakeKube:
     ) -> tuple[int, Obj]:
         if resource in self.absent or _GROUP.get(resource) in self.absent:
             return 404, status(404, "NotFound", "the server could not find the requested resource")
+        if resource in self.unavailable or _GROUP.get(resource) in self.unavailable:
+            return 503, status(
+                503, "ServiceUnavailable", "the server is currently unable to handle the request"
+            )
         if resource in self.forbidden:
             return self._denied(resource, namespace, "list")
         with self._lock:

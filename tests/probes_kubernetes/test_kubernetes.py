@@ -146,10 +146,16 @@ async def test_healthy_namespace(fake_kube: FakeKube) -> None:
     assert value(result, "kube_ingress_tls", secret="festivals-tls") == 1
     assert (
         value(
-            result, "certmanager_certificate_ready_status", name="festivals-tls", condition="true"
+            result, "certmanager_certificate_ready_status", name="festivals-tls", condition="True"
         )
         == 1
     )
+    # cert-manager's label values, not kube-state-metrics' lower case
+    assert {
+        dict(sm.labels)["condition"]
+        for m in result.metrics if m.name == "certmanager_certificate_ready_status"
+        for sm in m.samples
+    } == {"True", "False", "Unknown"}
     assert value(result, "certmanager_certificate_expiration_timestamp_seconds") == (1800864000.0)
     assert value(result, "probe_kubernetes_resource_forbidden", resource="pods") == 0
     assert value(result, "probe_kubernetes_warning_events", reason="BackOff") == 0
@@ -298,7 +304,7 @@ async def test_rollout_in_progress_and_hpa_at_max(fake_kube: FakeKube) -> None:
     # a certificate not issued yet: expiry absent (never a false 0), attempts counted
     cert = {"name": "festivals-tls"}
     assert value(result, "certmanager_certificate_expiration_timestamp_seconds", **cert) is None
-    assert value(result, "certmanager_certificate_ready_status", condition="false", **cert) == 1
+    assert value(result, "certmanager_certificate_ready_status", condition="False", **cert) == 1
     assert value(result, "probe_kubernetes_certificate_failed_issuance_attempts", **cert) == 2
     dep = {"deployment": "festivals-api"}
     assert value(result, "probe_kubernetes_deployment_rollout_in_progress", **dep) == 1
@@ -338,6 +344,23 @@ async def test_metrics_api_and_cert_manager_absent(fake_kube: FakeKube) -> None:
         == 1
     )
     assert any("pods.metrics.k8s.io" in line and "not installed" in line for line in result.detail)
+
+
+@pytest.mark.anyio
+async def test_metrics_api_registered_but_down(fake_kube: FakeKube) -> None:
+    """metrics-server's APIService registered but its pods down: the aggregator answers 503.
+    That is "metrics API not available", like a missing API: a metric, not a failed run."""
+    healthy(fake_kube)
+    fake_kube.unavailable.add("metrics.k8s.io")
+    result = await probe(cfg(fake_kube))
+    assert result.success, result.detail
+    assert value(result, "probe_kubernetes_metrics_api_available", namespace=NS) == 0
+    assert value(result, "probe_kubernetes_cert_manager_available", namespace=NS) == 1
+    assert any("pods.metrics.k8s.io" in line and "unavailable" in line for line in result.detail)
+    # a core resource answering 503 still fails the run
+    fake_kube.unavailable = {"deployments"}
+    broken = await probe(cfg(fake_kube))
+    assert not broken.success and broken.reason == "http_status"
 
 
 @pytest.mark.anyio

@@ -160,9 +160,11 @@ async def test_conditional_requests_and_kept_answer(status_server: StatusServer)
         (Route(body=b" " * (10 * 1024 * 1024)), "too_large"),
         (Route(body=b" " * (10 * 1024 * 1024), send_length=False), "too_large"),
         (Route(body=b"{}", delay=1.5), "timeout"),
+        (Route(302, b"", {"Location": SUMMARY}), "http_status"),
+        (Route(301, b"", {"Location": "ftp://status.vendor.invalid/"}), "protocol"),
     ],
     ids=["malformed", "not_object", "html200", "html502", "503", "10mb", "10mb_chunked",
-         "slow"],
+         "slow", "redirect_loop", "redirect_ftp"],
 )
 async def test_malformed_answers(status_server: StatusServer, route: Route, reason: str) -> None:
     status_server.routes[SUMMARY] = route
@@ -202,7 +204,9 @@ async def test_rate_limited_respects_retry_after(status_server: StatusServer) ->
 
 def test_retry_after_http_date() -> None:
     now = 1_800_000_000.0
-    assert sp._retry_after("Fri, 15 Jan 2027 08:00:30 GMT", 60, 1_800_000_000.0 - 0) >= 0
+    # 1_800_000_000 is 2027-01-15 08:00:00 UTC: the date is 30 s later
+    assert sp._retry_after("Fri, 15 Jan 2027 08:00:30 GMT", 60, now) == 30
+    assert sp._retry_after("Fri, 15 Jan 2027 07:00:00 GMT", 60, now) == 0  # in the past
     assert sp._retry_after("30", 60, now) == 30
     assert sp._retry_after(None, 60, now) == 60
     assert sp._retry_after("garbage", 60, now) == 60

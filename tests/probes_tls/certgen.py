@@ -68,8 +68,10 @@ def make_ca(
     key: PrivateKey | None = None,
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
+    eku: tuple[x509.ObjectIdentifier, ...] | None = None,
 ) -> Issued:
-    """A root (``issuer=None``) or intermediate CA."""
+    """A root (``issuer=None``) or intermediate CA; ``eku`` adds an ExtendedKeyUsage (as
+    public intermediates have, e.g. serverAuth only)."""
     key = key if key is not None else ec_key(hash(cn) % 3)
     start = not_before or now() - 30 * DAY
     end = not_after or now() + 3650 * DAY
@@ -99,6 +101,8 @@ def make_ca(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),
             critical=False,
         )
+    if eku is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
     return Issued(builder.sign(signer_key, hashes.SHA256()), key)
 
 
@@ -110,6 +114,7 @@ def make_leaf(
     key: PrivateKey | None = None,
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
+    eku: tuple[x509.ObjectIdentifier, ...] = (ExtendedKeyUsageOID.SERVER_AUTH,),
 ) -> Issued:
     """A server certificate; ``issuer=None`` makes it self-signed."""
     key = key if key is not None else ec_key(7)
@@ -132,7 +137,7 @@ def make_leaf(
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
         .add_extension(
             x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
         )

@@ -6,6 +6,7 @@ from typing import Any
 
 import anyio
 import pytest
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from probes import certs, tls
 from probes.base import Metric, ProbeResult
@@ -275,3 +276,41 @@ def test_private_ca_leaf_with_critical_san_verifies_like_openssl() -> None:
         "hostname_mismatch"
     )
     assert certs.verify_chain(chain, "api.festivals.app", time.time(), []) != ""
+
+
+SERVER_AUTH = ExtendedKeyUsageOID.SERVER_AUTH
+CLIENT_AUTH = ExtendedKeyUsageOID.CLIENT_AUTH
+
+
+async def test_server_auth_only_intermediate_verifies(
+    tls_server: ServerFactory, pki: dict[str, Issued], tmp_path: Path
+) -> None:
+    """Public intermediates carry an EKU, more and more often serverAuth alone (Chrome's
+    dedicated TLS hierarchies). TLS clients accept such a chain; so must the probe."""
+    inter = make_ca("Server-Only Intermediate", issuer=pki["root"], eku=(SERVER_AUTH,))
+    leaf = make_leaf(inter)
+    server = tls_server(leaf, inter)
+    result = await probe(endpoints=[f"localhost:{server.port}"],
+                         ca_file=str(write_ca(tmp_path, pki["root"])))
+    assert result.success, result.detail
+    assert by(result, "tls_verify_success") == 1
+
+
+def test_extended_key_usage_rules(pki: dict[str, Issued]) -> None:
+    roots = [pki["root"].cert]
+    t = time.time()
+    both = make_ca("Both EKU Intermediate", issuer=pki["root"], eku=(SERVER_AUTH, CLIENT_AUTH))
+    server_only = make_ca("Server EKU Intermediate", issuer=pki["root"], eku=(SERVER_AUTH,))
+    client_only = make_ca("Client EKU Intermediate", issuer=pki["root"], eku=(CLIENT_AUTH,))
+    for inter in (both, server_only):
+        chain = [make_leaf(inter).cert, inter.cert]
+        assert certs.verify_chain(chain, "localhost", t, roots) == ""
+        assert certs.verify_chain(chain, None, t, roots) == ""
+    # a CA restricted to client certificates cannot vouch for a server, as clients say
+    chain = [make_leaf(client_only).cert, client_only.cert]
+    assert certs.verify_chain(chain, "localhost", t, roots) == "invalid_chain"
+    assert certs.verify_chain(chain, None, t, roots) == ""  # a file: purpose unknown
+    client_leaf = make_leaf(pki["inter"], eku=(CLIENT_AUTH,))
+    chain = [client_leaf.cert, pki["inter"].cert]
+    assert certs.verify_chain(chain, "localhost", t, roots) == "invalid_chain"
+    assert certs.verify_chain(chain, None, t, roots) == ""
