@@ -25,6 +25,7 @@ from exporter.config import (
     load_config,
 )
 from exporter.logs import setup_logging
+from exporter.results import redact_result
 from exporter.scheduler import close_state, execute
 
 DEFAULT_CONFIG_FILE = "festivals-exporter.yml"
@@ -151,7 +152,7 @@ def _probe(config: Config, names: list[str], run_all: bool) -> int:
             state = spec.kind_impl.new_state(spec.settings)
             began = anyio.current_time()
             try:
-                result = await execute(spec, state)
+                result = redact_result(spec, await execute(spec, state))
             finally:
                 await close_state(spec.name, state)
             rows.append((spec.name, spec.kind, "ok" if result.success else "FAIL",

@@ -25,6 +25,8 @@ DEFAULT_LISTEN_ADDRESS = ":9816"
 RESERVED_LABELS = frozenset({"probe", "kind", "reason", "le", "instance", "job"})
 _LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _ENV_REF_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# Environment variables whose values are treated as secrets wherever they are used.
+SECRET_VAR_RE = re.compile(r"PASS|TOKEN|SECRET|KEY|DSN|CRED|AUTH|PRIVATE", re.IGNORECASE)
 # Seconds kept between the client's own timeout and the hard deadline, so the client
 # normally gives up first and reports a precise reason.
 _CLIENT_TIMEOUT_MARGIN = 0.9
@@ -102,14 +104,22 @@ class ProbeSpec:
     timeout: float
     labels: tuple[tuple[str, str], ...]
     settings: KindConfig
+    # Values that came from secret-looking ${VAR}s (see SECRET_VAR_RE): whatever field
+    # they landed in (a token in a URL's query string), they never reach a page or a log.
+    secret_values: frozenset[str] = frozenset()
 
     @property
     def kind_impl(self) -> ProbeKind[Any, Any]:
         return load_kind(self.kind)
 
+    def redact(self, text: str) -> str:
+        for value in self.secret_values:
+            text = text.replace(value, "<redacted>")
+        return text
+
     def target(self) -> str:
         """What is probed, for humans, with secrets redacted."""
-        return self.kind_impl.target(self.settings)
+        return self.redact(self.kind_impl.target(self.settings))
 
 
 @dataclass(frozen=True)
@@ -151,7 +161,10 @@ def parse_config(
         raise ConfigError([f"{source}: top level must be a mapping with 'global' and 'probes'"])
 
     errors: list[str] = []
-    document = _expand_env(document, os.environ if environ is None else environ, "", errors)
+    secrets: set[str] = set()
+    document = _expand_env(
+        document, os.environ if environ is None else environ, "", errors, secrets
+    )
     try:
         raw = _RawConfig.model_validate(document)
     except ValidationError as exc:
@@ -160,7 +173,7 @@ def parse_config(
     specs: list[ProbeSpec] = []
     seen: dict[str, int] = {}
     for index, entry in enumerate(raw.probes):
-        spec = _build_probe(entry, f"probes[{index}]", raw.global_, errors)
+        spec = _build_probe(entry, f"probes[{index}]", raw.global_, errors, frozenset(secrets))
         if spec is None:
             continue
         if spec.name in seen:
@@ -177,7 +190,11 @@ def parse_config(
 
 
 def _build_probe(
-    entry: dict[str, Any], path: str, global_: GlobalConfig, errors: list[str]
+    entry: dict[str, Any],
+    path: str,
+    global_: GlobalConfig,
+    errors: list[str],
+    secrets: frozenset[str],
 ) -> ProbeSpec | None:
     common_part = {k: v for k, v in entry.items() if k in COMMON_KEYS}
     kind_part = {k: v for k, v in entry.items() if k not in COMMON_KEYS}
@@ -226,19 +243,26 @@ def _build_probe(
         return None
     labels = {**global_.labels, **common.labels}
     return ProbeSpec(
-        common.name, common.kind, interval, timeout, tuple(sorted(labels.items())), settings
+        common.name, common.kind, interval, timeout, tuple(sorted(labels.items())), settings,
+        secrets,
     )
 
 
-def _expand_env(value: Any, environ: Mapping[str, str], path: str, errors: list[str]) -> Any:
-    """Replace ``${VAR}`` in every string (``$$`` is a literal ``$``)."""
+def _expand_env(
+    value: Any, environ: Mapping[str, str], path: str, errors: list[str], secrets: set[str]
+) -> Any:
+    """Replace ``${VAR}`` in every string (``$$`` is a literal ``$``); collect the values of
+    secret-looking variables into ``secrets``."""
     if isinstance(value, dict):
         return {
-            k: _expand_env(v, environ, f"{path}.{k}" if path else str(k), errors)
+            k: _expand_env(v, environ, f"{path}.{k}" if path else str(k), errors, secrets)
             for k, v in value.items()
         }
     if isinstance(value, list):
-        return [_expand_env(v, environ, f"{path}[{i}]", errors) for i, v in enumerate(value)]
+        return [
+            _expand_env(v, environ, f"{path}[{i}]", errors, secrets)
+            for i, v in enumerate(value)
+        ]
     if isinstance(value, str) and "$" in value:
 
         def substitute(match: re.Match[str]) -> str:
@@ -248,6 +272,8 @@ def _expand_env(value: Any, environ: Mapping[str, str], path: str, errors: list[
             if name not in environ:
                 errors.append(f"{path}: environment variable {name} is not set")
                 return ""
+            if SECRET_VAR_RE.search(name) and environ[name]:
+                secrets.add(environ[name])
             return environ[name]
 
         return _ENV_REF_RE.sub(substitute, value)

@@ -175,7 +175,21 @@ def render(
     encoder, content_type = choose_encoder(accept)
     body = encoder(registry)
     headers = {"Content-Type": content_type}
-    if "gzip" in accept_encoding:
+    if _accepts_gzip(accept_encoding):
         body = gzip.compress(body, compresslevel=6)
         headers["Content-Encoding"] = "gzip"
     return body, headers
+
+
+def _accepts_gzip(accept_encoding: str) -> bool:
+    """``gzip`` listed with a non-zero quality (``gzip;q=0`` means "not gzip")."""
+    for item in accept_encoding.split(","):
+        name, _, params = item.strip().partition(";")
+        if name.strip().lower() != "gzip":
+            continue
+        quality = params.strip().removeprefix("q=").strip() if "q=" in params else "1"
+        try:
+            return float(quality) > 0
+        except ValueError:
+            return False
+    return False

@@ -10,7 +10,7 @@ import bisect
 import itertools
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from exporter.config import Config, ProbeSpec
 from probes.base import COMMON_REASONS, ProbeResult, Reason
@@ -35,6 +35,20 @@ class RunRecord:
     duration: float  # seconds
     result: ProbeResult
     trigger: str  # "schedule" or "on-demand"
+
+
+def redact_result(spec: ProbeSpec, result: ProbeResult) -> ProbeResult:
+    """The result with the spec's secret values masked in its debug text and tables."""
+    if not spec.secret_values:
+        return result
+    return replace(
+        result,
+        detail=tuple(spec.redact(line) for line in result.detail),
+        tables=tuple(
+            (spec.redact(title), tuple(tuple(spec.redact(c) for c in row) for row in rows))
+            for title, rows in result.tables
+        ),
+    )
 
 
 class Histogram:
@@ -126,6 +140,7 @@ class ResultStore:
         self, spec: ProbeSpec, started_at: float, duration: float, result: ProbeResult,
         trigger: str,
     ) -> RunRecord:
+        result = redact_result(spec, result)
         run = RunRecord(next(_run_ids), spec.name, started_at, duration, result, trigger)
         record = self.probes.get(spec.name)
         # A probe removed by a reload while it ran: its result has nowhere to go.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import traceback
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,11 +56,14 @@ async def execute(spec: ProbeSpec, state: ProbeState) -> ProbeResult:
             Reason.TIMEOUT, detail=(f"hard deadline of {format_duration(spec.timeout)} fired",)
         )
     except Exception as exc:  # a probe bug must never take the daemon down
+        # Where it happened, without the message: client errors can carry DSNs.
+        frames = traceback.extract_tb(exc.__traceback__)[-3:]
+        where = " <- ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}"
+                            for f in reversed(frames))
         log.warning(
             "probe raised an unexpected error",
-            extra={"probe": spec.name, "error_type": type(exc).__name__},
+            extra={"probe": spec.name, "error_type": type(exc).__name__, "where": where},
         )
-        log.debug("probe traceback", exc_info=True, extra={"probe": spec.name})
         return ProbeResult.fail(
             Reason.INTERNAL, detail=(f"probe raised {type(exc).__name__}",)
         )

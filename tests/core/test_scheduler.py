@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import anyio
@@ -23,7 +24,10 @@ async def _wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None
             await anyio.sleep(0.01)
 
 
-async def test_every_kind_of_misbehaviour_becomes_a_reason() -> None:
+async def test_every_kind_of_misbehaviour_becomes_a_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
     store = ResultStore()
     config = _config(
         "  - {name: good, kind: fake, interval: 1s, timeout: 0.2s}\n"
@@ -43,6 +47,8 @@ async def test_every_kind_of_misbehaviour_becomes_a_reason() -> None:
     assert (results["boom"].reason, results["junk"].reason) == ("internal", "internal")
     # Exception messages never reach the result (they may carry secrets).
     assert "secret" not in " ".join(results["boom"].detail)
+    logged = " ".join(str(v) for record in caplog.records for v in vars(record).values())
+    assert "secret-password" not in logged and "fake_kind.py" in logged
     assert store.probes["hang"].failures == {"timeout": 1}
 
 

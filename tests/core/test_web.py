@@ -94,6 +94,8 @@ async def test_openmetrics_and_gzip_negotiation(client: httpx.AsyncClient) -> No
     raw = await client.get("/metrics", headers={"Accept-Encoding": "gzip"})
     assert raw.headers["content-encoding"] == "gzip"
     assert "probe_success" in raw.text  # httpx decoded it: it was valid gzip
+    refused = await client.get("/metrics", headers={"Accept-Encoding": "gzip;q=0, identity"})
+    assert "content-encoding" not in refused.headers
 
 
 async def test_probe_endpoint_runs_only_configured_probes(client: httpx.AsyncClient) -> None:
