@@ -189,6 +189,11 @@ async def test_starttls(
         ca_file=str(write_ca(tmp_path, pki["root"])),
     )
     assert result.success, result.detail
+    # The server thread counts the handshake once it has read the client's Finished,
+    # which can be just after the probe has returned.
+    with anyio.fail_after(5):
+        while server.handshakes == 0:
+            await anyio.sleep(0.01)
     assert server.handshakes == 1
     assert by(result, "probe_ssl_earliest_cert_expiry") == leaf.not_after
 
