@@ -84,15 +84,26 @@ STATES = (
 
 
 def statements_sql(schema: str, mean_col: str, total_col: str) -> sql.Composed:
-    """Totals per database and the top K by mean execution time, without query text."""
+    """Totals per database and the top K by mean execution time, without query text.
+
+    PG14+ keeps a top-level and a nested entry per (user, database, queryid) when
+    ``pg_stat_statements.track = all``: the top K merges them, so its label set
+    (``queryid``, ``datname``, ``user``) never repeats within one run.
+    """
     return sql.SQL(
         """
-WITH s AS (
+WITH e AS (
   SELECT userid, dbid, queryid, calls, {total} AS total_ms, {mean} AS mean_ms, rows
   FROM {schema}.pg_stat_statements(false)
+), s AS (
+  SELECT userid, dbid, queryid, sum(calls) AS calls, sum(total_ms) AS total_ms,
+         CASE WHEN sum(calls) > 0 THEN sum(total_ms) / sum(calls)
+              ELSE coalesce(max(mean_ms), 0) END AS mean_ms,
+         sum(rows) AS rows
+  FROM e GROUP BY userid, dbid, queryid
 )
 SELECT json_build_object(
-  'entries', (SELECT count(*) FROM s),
+  'entries', (SELECT count(*) FROM e),
   'totals', (SELECT json_agg(json_build_object('datname', coalesce(d.datname, ''),
                                                'calls', x.c, 'ms', x.t, 'rows', x.r))
              FROM (SELECT dbid, sum(calls) AS c, sum(total_ms) AS t, sum(rows) AS r
@@ -123,15 +134,24 @@ def texts_sql(schema: str) -> sql.Composed:
 
 
 _PASSWORD_RE = re.compile(r"(?i)(password\s*)([eE]?'(?:[^']|'')*'?|\$\w*\$.*)")
+# libpq conninfo (``password=x``) and URI (``postgresql://user:x@host``) passwords, as in
+# dblink/postgres_fdw calls, which pg_stat_activity shows verbatim
+_CONNINFO_RE = re.compile(
+    r"""(?i)(\bpassword\s*=\s*)(?!\$\d)(?:''(?:[^']|'''')*(?:''|$)|"[^"]*"?|[^\s'",)]+)"""
+)
+_URI_RE = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^\s:/@'\"]*:)[^\s@'\"]*(@)")
 
 
 def redact(text: str | None) -> str:
-    """Query text for display: ``PASSWORD '...'`` literals (CREATE/ALTER ROLE) masked.
+    """Query text for display: ``PASSWORD '...'`` literals (CREATE/ALTER ROLE) and
+    connection-string passwords masked.
 
-    pg_stat_statements keeps utility statements verbatim, so a role's password would
-    otherwise reach the landing page.
+    pg_stat_statements keeps utility statements verbatim and pg_stat_activity shows every
+    query verbatim, so a role's password would otherwise reach the landing page.
     """
-    return _PASSWORD_RE.sub(r"\1'***'", text or "")
+    masked = _PASSWORD_RE.sub(r"\1'***'", text or "")
+    masked = _CONNINFO_RE.sub(r"\1***", masked)
+    return _URI_RE.sub(r"\1***\2", masked)
 
 
 def statement_columns(columns: Iterable[str]) -> tuple[str, str] | None:
@@ -297,15 +317,14 @@ def statements_metrics(
         [(lbl(t), float(t["calls"] or 0)) for t in top],
     ))
     if with_info and top:
+        # one series per queryid: the same statement run by two roles (or in two
+        # databases) is two top-K entries but one text
+        ids = dict.fromkeys(str(t["queryid"]) for t in top)
         metrics.append(Metric(
             "pg_stat_statements_top_query",
             "Truncated query text of the top-K statements.",
             "info",
-            tuple(
-                Sample(1.0, (("queryid", str(t["queryid"])),
-                             ("query", texts.get(str(t["queryid"]), ""))))
-                for t in top
-            ),
+            tuple(Sample(1.0, (("queryid", i), ("query", texts.get(i, "")))) for i in ids),
         ))
     rows: list[tuple[str, ...]] = [
         ("queryid", "datname", "user", "calls", "mean ms", "total ms", "query")

@@ -131,8 +131,13 @@ def parse_enqueued_at(value: Any) -> float | None:
             if parsed.tzinfo is None:
                 parsed = parsed.replace(tzinfo=UTC)
             return parsed.timestamp()
-    if isinstance(value, int | float) and math.isfinite(value):
-        return float(value) / 1000.0 if value > 1e11 else float(value)
+    if isinstance(value, int | float):
+        try:
+            seconds = float(value)  # a JSON integer may be too large for a float
+        except OverflowError:
+            return None
+        if math.isfinite(seconds):
+            return seconds / 1000.0 if seconds > 1e11 else seconds
     return None
 
 
@@ -176,12 +181,15 @@ class Limits:
     max_job_bytes: int
 
 
-async def scan_pattern(client: Redis, q: QueueConfig, limits: Limits, out: QueueResult) -> list[
-    bytes
-]:
-    """SCAN MATCH ``q.pattern`` until done, ``max_keys`` keys found or ``max_scan_seconds``."""
+async def scan_pattern(
+    client: Redis, q: QueueConfig, limits: Limits, out: QueueResult, deadline: float
+) -> list[bytes]:
+    """SCAN MATCH ``q.pattern`` until done, ``max_keys`` keys found or ``deadline`` (the
+    run's scan budget, shared by every pattern entry; one SCAN call is always made).
+
+    ``out.scan_cap_hit`` is set whenever matching keys may have been left out.
+    """
     assert q.pattern is not None
-    deadline = time.monotonic() + limits.max_scan_seconds
     found: dict[bytes, None] = {}
     cursor: int = 0
     args: list[Any] = ["MATCH", q.pattern, "COUNT", limits.scan_count]
@@ -192,18 +200,19 @@ async def scan_pattern(client: Redis, q: QueueConfig, limits: Limits, out: Queue
         out.scanned_calls += 1
         cursor = int(reply[0])
         for k in reply[1]:
-            found[k if isinstance(k, bytes) else str(k).encode()] = None
+            key = k if isinstance(k, bytes) else str(k).encode()
+            if key in found:
+                continue
             if len(found) >= limits.max_keys:
+                out.scan_cap_hit = True  # a matching key is left out
                 break
-        if len(found) >= limits.max_keys:
-            out.scan_cap_hit = cursor != 0 or len(found) > limits.max_keys
+            found[key] = None
+        if out.scan_cap_hit or cursor == 0:
             break
-        if cursor == 0:
+        if len(found) >= limits.max_keys or time.monotonic() >= deadline:
+            out.scan_cap_hit = True  # the keyspace was not walked to its end
             break
-        if time.monotonic() >= deadline:
-            out.scan_cap_hit = True
-            break
-    return list(found)[: limits.max_keys]
+    return list(found)
 
 
 def _commands(q: QueueConfig, key: bytes, ktype: str, now: float) -> list[tuple[Any, ...]]:
@@ -445,6 +454,7 @@ def queue_metrics(db: int, queues: Sequence[QueueResult]) -> tuple[Metric, ...]:
     length, age, nkeys, cap = [], [], [], []
     key_size, pending, lag = [], [], []
     seen_keys: set[bytes] = set()
+    seen_groups: set[tuple[bytes, str]] = set()
     for qr in queues:
         q = qr.queue
         label = {"queue": q.label}
@@ -462,7 +472,8 @@ def queue_metrics(db: int, queues: Sequence[QueueResult]) -> tuple[Metric, ...]:
             if r.key not in seen_keys:
                 seen_keys.add(r.key)
                 key_size.append(({"db": f"db{db}", "key": name}, r.size))
-            if q.group:
+            if q.group and (r.key, q.group) not in seen_groups:
+                seen_groups.add((r.key, q.group))  # one stream may sit in two entries
                 glabels = {"db": f"db{db}", "stream": name, "group": q.group}
                 pending.append((glabels, r.pending))
                 lag.append((glabels, r.lag))

@@ -168,6 +168,20 @@ def _pools_table(pools: list[dict[str, Any]]) -> tuple[str, tuple[tuple[str, ...
     return ("Pools", tuple(rows))
 
 
+def reason_for_bouncer_error(exc: BaseException) -> str:
+    """As :func:`reason_for_pg_error`, plus PgBouncer's "not allowed" for a user in
+    neither ``admin_users`` nor ``stats_users`` (but not its "no more connections allowed").
+    """
+    reason = reason_for_pg_error(exc)
+    if (
+        isinstance(exc, psycopg.Error)
+        and reason != Reason.TOO_MANY_CLIENTS
+        and "not allowed" in str(exc).lower()
+    ):
+        return Reason.FORBIDDEN
+    return reason
+
+
 async def run(config: PgBouncerConfig, state: PgBouncerState) -> ProbeResult:
     detail: list[str] = []
     async with state.lock:
@@ -195,9 +209,7 @@ async def run(config: PgBouncerConfig, state: PgBouncerState) -> ProbeResult:
             detail.append(f"deadline of {config.client_timeout:g}s exceeded")
             return ProbeResult.fail(Reason.TIMEOUT, [_up(0)], detail)
         except (psycopg.Error, OSError) as exc:
-            reason = reason_for_pg_error(exc)
-            if isinstance(exc, psycopg.Error) and "not allowed" in str(exc).lower():
-                reason = Reason.FORBIDDEN  # user is neither in admin_users nor stats_users
+            reason = reason_for_bouncer_error(exc)
             await state.drop()
             detail.append(f"admin console failed: {error_summary(exc)} -> {reason}")
             return ProbeResult.fail(reason, [_up(0)], detail)

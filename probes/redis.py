@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import ssl
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -281,6 +282,9 @@ async def _measure(
     limits = Limits(config.max_keys, config.max_scan_seconds, config.scan_count,
                     config.max_job_bytes)
     queues = [QueueResult(q) for q in config.queues]
+    # One SCAN budget per run for all pattern entries, and at most half the client
+    # timeout, so scanning never runs into the run's deadline.
+    scan_deadline = time.monotonic() + min(config.max_scan_seconds, config.client_timeout / 2)
     todo: list[tuple[QueueConfig, bytes]] = []
     owner: list[int] = []
     strict: set[int] = set()
@@ -290,7 +294,7 @@ async def _measure(
             keys = [q.key.encode()]
             strict.add(len(todo))
         else:
-            keys = await scan_pattern(client, q, limits, qr)
+            keys = await scan_pattern(client, q, limits, qr, scan_deadline)
             detail.append(
                 f"SCAN {q.pattern!r}: {len(keys)} keys in {qr.scanned_calls} calls"
                 + (" (cap hit: max_keys or max_scan_seconds)" if qr.scan_cap_hit else "")

@@ -165,7 +165,7 @@ class Bouncer:
 
     ADMIN_PASSWORD = "bouncer-Admin-pw"
 
-    def __init__(self, cluster: Cluster, pool_size: int = 2) -> None:
+    def __init__(self, cluster: Cluster, pool_size: int = 2, max_client_conn: int = 50) -> None:
         self.base = make_workdir("fe-pgb-")
         self.port = free_port()
         users = self.base / "users.txt"
@@ -182,7 +182,8 @@ class Bouncer:
             f"auth_type = plain\nauth_file = {users}\n"
             "admin_users = postgres\nstats_users = app\n"
             f"pool_mode = session\ndefault_pool_size = {pool_size}\n"
-            "max_client_conn = 50\nignore_startup_parameters = extra_float_digits\n"
+            f"max_client_conn = {max_client_conn}\n"
+            "ignore_startup_parameters = extra_float_digits\n"
             f"logfile = {self.base / 'pgbouncer.log'}\npidfile = {self.base / 'pgbouncer.pid'}\n"
         )
         _own(self.base)

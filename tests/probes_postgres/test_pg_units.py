@@ -10,6 +10,7 @@ from probes import _pg_sql as q
 from probes._pg_common import reason_for_pg_error
 from probes.base import Reason
 from probes.pgbouncer import KIND as BOUNCER
+from probes.pgbouncer import reason_for_bouncer_error
 from probes.postgres import KIND, PostgresConfig
 
 
@@ -30,6 +31,14 @@ def test_statement_columns_detects_pre_and_post_pg13_names() -> None:
          "alter user a with encrypted password '***'"),
         ("SELECT 1", "SELECT 1"),
         (None, ""),
+        # connection strings, as pg_stat_activity shows dblink / postgres_fdw calls
+        ("SELECT * FROM dblink('host=a password=s3cr3t dbname=b', 'q')",
+         "SELECT * FROM dblink('host=a password=*** dbname=b', 'q')"),
+        ("SELECT dblink_connect('c', 'password = ''s3 cr3t'' port=5')",
+         "SELECT dblink_connect('c', 'password = *** port=5')"),
+        ("SELECT * FROM dblink('postgresql://u:s3cr3t@h/db', 'q')",
+         "SELECT * FROM dblink('postgresql://u:***@h/db', 'q')"),
+        ("SELECT 1 FROM t WHERE password = $1", "SELECT 1 FROM t WHERE password = $1"),
     ],
 )
 def test_redact_masks_password_literals(text: str | None, expected: str) -> None:
@@ -58,6 +67,18 @@ def test_redact_masks_password_literals(text: str | None, expected: str) -> None
 )
 def test_reason_mapping(exc: BaseException, reason: str) -> None:
     assert reason_for_pg_error(exc) == reason
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        ("FATAL:  not allowed", Reason.FORBIDDEN),
+        ("FATAL:  no more connections allowed (max_client_conn)", Reason.TOO_MANY_CLIENTS),
+        ("FATAL:  password authentication failed", Reason.AUTH),
+    ],
+)
+def test_bouncer_reason_mapping(message: str, reason: str) -> None:
+    assert reason_for_bouncer_error(psycopg.OperationalError(message)) == reason
 
 
 def test_config_validation_and_target() -> None:

@@ -126,3 +126,25 @@ async def test_bouncer_down_and_back(pg_shared: Cluster) -> None:
         assert state.conn is None
     finally:
         await state.aclose()
+
+
+async def test_admin_console_still_answers_at_max_client_conn(pg_shared: Cluster) -> None:
+    """PgBouncer exempts its admin database from max_client_conn: when applications are
+    refused, the probe still reports the pools (and a refusal would be too_many_clients)."""
+    bouncer = await anyio.to_thread.run_sync(lambda: Bouncer(pg_shared, max_client_conn=2))
+    state = PgBouncerState()
+    clients: list[psycopg.AsyncConnection[Any]] = []
+    try:
+        with pytest.raises(psycopg.OperationalError, match="no more connections allowed"):
+            for _ in range(3):
+                clients.append(await _client(bouncer))
+        assert len(clients) == 2
+        result = await KIND.run(bouncer_config(bouncer, user="app", password="app-pw"), state)
+        assert result.success, result.detail
+        assert value(result, "pgbouncer_pools_client_active_connections",
+                     database="appdb", user="postgres") == 2
+    finally:
+        for c in clients:
+            await c.close()
+        await state.aclose()
+        await anyio.to_thread.run_sync(bouncer.destroy)

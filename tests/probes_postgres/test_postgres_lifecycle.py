@@ -177,3 +177,45 @@ async def test_replica_and_replication_lag(pg_private: Cluster) -> None:
             await state.aclose()
     finally:
         await anyio.to_thread.run_sync(replica.destroy)
+
+
+async def test_top_k_series_unique_with_nested_entries_and_shared_queryids(
+    pg_private: Cluster,
+) -> None:
+    """track = all keeps a top-level and a nested entry per statement (PG14+), and two
+    roles running one statement share its queryid: neither may repeat a label set."""
+    await admin_exec(
+        pg_private,
+        "ALTER SYSTEM SET pg_stat_statements.track = 'all'",
+        "SELECT pg_reload_conf()",
+        "CREATE EXTENSION pg_stat_statements",
+        "CREATE ROLE fe_u1 SUPERUSER",
+        "CREATE ROLE fe_u2 SUPERUSER",
+    )
+    await admin_exec(
+        pg_private,
+        "SELECT pg_stat_statements_reset()",
+        "SELECT pg_sleep(0.2)",
+        "DO $$BEGIN PERFORM pg_sleep(0.2); END$$",  # the same statement, nested
+        "SET ROLE fe_u1", "SELECT pg_sleep(0.1)", "RESET ROLE",
+        "SET ROLE fe_u2", "SELECT pg_sleep(0.1)", "RESET ROLE",
+    )
+    state = PostgresState()
+    try:
+        result = await KIND.run(pg_config(pg_private, statements_info=True), state)
+    finally:
+        await state.aclose()
+    assert result.success, result.detail
+    for name in ("pg_stat_statements_top_mean_seconds", "pg_stat_statements_top_calls",
+                 "pg_stat_statements_top_query"):
+        samples = next(m for m in result.metrics if m.name == name).samples
+        labels = [s.labels for s in samples]
+        assert len(labels) == len(set(labels)), name
+    (qid,) = {str(r[0]) for r in await admin_exec(
+        pg_private, "SELECT queryid FROM pg_stat_statements WHERE query = 'SELECT pg_sleep($1)'")}
+    calls = {
+        dict(s.labels)["user"]: s.value for m in result.metrics
+        if m.name == "pg_stat_statements_top_calls" for s in m.samples
+        if dict(s.labels)["queryid"] == qid
+    }
+    assert calls == {"postgres": 2, "fe_u1": 1, "fe_u2": 1}  # top-level + nested merged

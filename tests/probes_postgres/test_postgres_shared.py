@@ -54,7 +54,7 @@ async def test_counts_by_state_and_thresholds(pg_shared: Cluster) -> None:
         await in_tx.execute("SELECT 1")
         async with anyio.create_task_group() as tg:
             async def sleeper() -> None:
-                await busy.execute("SELECT pg_sleep(1.5)")
+                await busy.execute("SELECT pg_sleep(3)")
             tg.start_soon(sleeper)
 
             result: ProbeResult = first
@@ -72,7 +72,7 @@ async def test_counts_by_state_and_thresholds(pg_shared: Cluster) -> None:
                     and value(result, "pg_stat_activity_max_query_duration_seconds") > 0.3
                 )
 
-            await poll(moved, timeout=1.2)
+            await poll(moved, timeout=2.5)  # within the 3 s sleep, with slack for load
             assert value(result, "pg_stat_activity_connections", datname="t_states",
                          state="idle") == 1
             assert value(result, "pg_stat_activity_max_tx_duration", datname="t_states",
@@ -170,7 +170,7 @@ async def test_least_privilege_role_and_role_without_pg_monitor(pg_shared: Clust
     try:
         async with anyio.create_task_group() as tg:
             async def sleeper() -> None:
-                await busy.execute("SELECT pg_sleep(0.8)")
+                await busy.execute("SELECT pg_sleep(2)")  # outlasts both runs
             tg.start_soon(sleeper)
             await anyio.sleep(0.2)
             state = PostgresState()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from pydantic import ValidationError
 
@@ -89,3 +91,18 @@ def test_enqueue_timestamps_in_seconds_milliseconds_and_iso() -> None:
     assert parse_enqueued_at("2023-11-14T22:13:20") == 1_700_000_000
     assert parse_enqueued_at("yesterday") is None
     assert parse_enqueued_at(True) is None and parse_enqueued_at(None) is None
+    assert parse_enqueued_at(10**400) is None  # a JSON integer too large for a float
+    assert parse_enqueued_at("1e400") is None and parse_enqueued_at(math.nan) is None
+
+
+def test_one_stream_in_two_entries_gives_one_group_series() -> None:
+    from probes._redis_queues import KeyResult, QueueConfig, QueueResult, queue_metrics
+
+    results = []
+    for name in ("events", "events-again"):
+        qr = QueueResult(QueueConfig(key="s", name=name, group="g"))
+        qr.keys.append(KeyResult(b"s", "stream", 3.0, 3.0, 0.0, 1.0, 2.0))
+        results.append(qr)
+    for metric in queue_metrics(0, results):
+        labels = [sample.labels for sample in metric.samples]
+        assert len(labels) == len(set(labels)), metric.name

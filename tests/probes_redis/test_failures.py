@@ -214,6 +214,24 @@ async def test_pattern_over_100k_keys_stays_within_caps(
         assert took < 1.0
     finally:
         await state.aclose()
+    # The time cap is per run, shared by every pattern, and below the client timeout:
+    # walking 100,500 keys 1 per call would take many seconds.
+    config, state = make(own_redis.url, max_scan_seconds="10s", scan_count=1,
+                         client_timeout=0.4, queues=[
+                             {"pattern": f"nomatch{i}:*", "name": f"p{i}"} for i in range(3)])
+    try:
+        start = time.monotonic()
+        result = await KIND.run(config, state)
+        took = time.monotonic() - start
+        assert result.success, result.detail
+        assert took < 1.5
+        for i in range(3):
+            assert one(result, "redis_queue_scan_cap_hit", queue=f"p{i}") == 1
+        # the budget is spent by the first pattern; the others get one SCAN call each
+        calls = [line for line in result.detail if line.startswith("SCAN 'nomatch")]
+        assert [line.split(" in ")[1].split(" ")[0] for line in calls[1:]] == ["1", "1"]
+    finally:
+        await state.aclose()
     # Uncapped, the same pattern finds every list key.
     config, state = make(own_redis.url, max_keys=1000, max_scan_seconds="10s", scan_count=5000,
                          queues=[{"pattern": "festivals:queue:*", "type": "list", "name": "l"}])

@@ -218,7 +218,8 @@ async def test_unexpected_type_gives_wrong_type(
     ("job", "reason"),
     [(b"not json at all", "bad_job"), (json.dumps({"other": 1}).encode(), "bad_job"),
      (b"\xff\xfe binary", "bad_job"), (json.dumps({"at": 1, "pad": "x" * 5000}).encode(),
-                                      "too_large")],
+                                      "too_large"),
+     (b'{"at": ' + b"9" * 400 + b"}", "bad_job")],  # an integer no float can hold
 )
 async def test_bad_or_huge_job_gives_a_reason(
     shared_redis: RedisServer, admin: Redis, prefix: str, job: bytes, reason: str
@@ -277,5 +278,31 @@ async def test_pattern_sums_keys_and_ignores_non_queue_types(
         result = await config_run(config, state)
         assert one(result, "redis_queue_length", queue="all") == 0  # drained: 0, not absent
         assert one(result, "redis_queue_keys", queue="all") == 0
+    finally:
+        await state.aclose()
+
+
+async def test_keys_left_out_of_the_last_scan_reply_count_as_cap_hit(
+    shared_redis: RedisServer, admin: Redis, prefix: str
+) -> None:
+    for i in range(10):
+        await admin.rpush(f"{prefix}q:{i}", "job")
+    # one SCAN call returns all 10 keys with cursor 0: 5 are kept, the cap is hit
+    config, state = make(shared_redis.url, max_keys=5, queues=[
+        {"pattern": prefix + "q:*", "name": "capped"}])
+    try:
+        result = await config_run(config, state)
+        assert result.success, result.detail
+        assert one(result, "redis_queue_keys", queue="capped") == 5
+        assert one(result, "redis_queue_scan_cap_hit", queue="capped") == 1
+        assert one(result, "redis_queue_length", queue="capped") == 5
+    finally:
+        await state.aclose()
+    config, state = make(shared_redis.url, max_keys=10, queues=[
+        {"pattern": prefix + "q:*", "name": "exact"}])
+    try:
+        result = await config_run(config, state)
+        assert one(result, "redis_queue_keys", queue="exact") == 10
+        assert one(result, "redis_queue_scan_cap_hit", queue="exact") == 0
     finally:
         await state.aclose()
