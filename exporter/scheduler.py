@@ -53,7 +53,9 @@ async def execute(spec: ProbeSpec, state: ProbeState) -> ProbeResult:
             result = await kind.run(spec.settings, state)
     except TimeoutError:
         return ProbeResult.fail(
-            Reason.TIMEOUT, detail=(f"hard deadline of {format_duration(spec.timeout)} fired",)
+            Reason.TIMEOUT,
+            kind.failure_metrics,
+            detail=(f"hard deadline of {format_duration(spec.timeout)} fired",),
         )
     except Exception as exc:  # a probe bug must never take the daemon down
         # Where it happened, without the message: client errors can carry DSNs.
@@ -65,11 +67,13 @@ async def execute(spec: ProbeSpec, state: ProbeState) -> ProbeResult:
             extra={"probe": spec.name, "error_type": type(exc).__name__, "where": where},
         )
         return ProbeResult.fail(
-            Reason.INTERNAL, detail=(f"probe raised {type(exc).__name__}",)
+            Reason.INTERNAL, kind.failure_metrics, detail=(f"probe raised {type(exc).__name__}",)
         )
     if not isinstance(result, ProbeResult):
         return ProbeResult.fail(
-            Reason.INTERNAL, detail=(f"probe returned {type(result).__name__}, not a result",)
+            Reason.INTERNAL,
+            kind.failure_metrics,
+            detail=(f"probe returned {type(result).__name__}, not a result",),
         )
     return result
 

@@ -169,7 +169,9 @@ class ProbeKind(Generic[ConfigT, StateT]):
     It must not leak connections when cancelled. ``target(config)`` describes what is
     probed for humans, with secrets redacted. ``default_interval`` (seconds) replaces
     ``global.default_interval`` for probes of this kind that set no interval, for kinds
-    that must poll politely (a vendor's status page).
+    that must poll politely (a vendor's status page). ``failure_metrics`` are reported
+    when a run produced no metrics of its own (the hard deadline cut it off, or it
+    raised): the kind's ``*_up 0``, so that "down" alerts fire rather than go quiet.
     """
 
     name: str
@@ -179,6 +181,7 @@ class ProbeKind(Generic[ConfigT, StateT]):
     target: Callable[[ConfigT], str]
     reasons: frozenset[str] = field(default_factory=frozenset)
     default_interval: float | None = None
+    failure_metrics: tuple[Metric, ...] = ()
 
 
 # --- Config helpers shared by every kind --------------------------------------------------

@@ -226,6 +226,7 @@ def _target(config: PgBouncerConfig) -> str:
 
 
 KIND: ProbeKind[PgBouncerConfig, PgBouncerState] = ProbeKind(
+    failure_metrics=(_up(0),),
     name="pgbouncer",
     config_model=PgBouncerConfig,
     run=run,

@@ -327,6 +327,7 @@ async def _fetch_texts(
 
 
 KIND: ProbeKind[PostgresConfig, PostgresState] = ProbeKind(
+    failure_metrics=(_up(0),),
     name="postgres",
     config_model=PostgresConfig,
     run=run,

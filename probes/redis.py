@@ -343,6 +343,7 @@ def _row(q: QueueConfig, r: KeyResult) -> tuple[str, ...]:
 
 
 KIND: ProbeKind[RedisConfig, RedisState] = ProbeKind(
+    failure_metrics=(_up(0),),
     name="redis",
     config_model=RedisConfig,
     run=run,

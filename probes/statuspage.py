@@ -554,6 +554,9 @@ KIND = ProbeKind(
     new_state=new_state,
     target=target,
     default_interval=60.0,  # poll a vendor's page politely
+    failure_metrics=(
+        gauge("statuspage_up", "1 if the last poll got a usable answer (or 304).", 0),
+    ),
     reasons=COMMON_REASONS
     | frozenset(
         {

@@ -54,4 +54,5 @@ KIND = ProbeKind(
     new_state=FakeState,
     target=lambda config: f"fake://{config.mode}",
     reasons=frozenset({Reason.REFUSED}),
+    failure_metrics=(gauge("fake_up", "1 if the fake answered.", 0),),
 )

@@ -44,6 +44,9 @@ async def test_every_kind_of_misbehaviour_becomes_a_reason(
     assert results["good"].success
     assert (results["hang"].success, results["hang"].reason) == (False, "timeout")
     assert results["hang"].detail == ("hard deadline of 200ms fired",)
+    # A run cut off by the deadline still says "down", so down-alerts fire.
+    for name in ("hang", "boom", "junk"):
+        assert [(m.name, m.samples[0].value) for m in results[name].metrics] == [("fake_up", 0)]
     assert (results["boom"].reason, results["junk"].reason) == ("internal", "internal")
     # Exception messages never reach the result (they may carry secrets).
     assert "secret" not in " ".join(results["boom"].detail)
