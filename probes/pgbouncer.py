@@ -226,11 +226,11 @@ def _target(config: PgBouncerConfig) -> str:
 
 
 KIND: ProbeKind[PgBouncerConfig, PgBouncerState] = ProbeKind(
-    failure_metrics=(_up(0),),
     name="pgbouncer",
     config_model=PgBouncerConfig,
     run=run,
     new_state=lambda config: PgBouncerState(),
     target=_target,
     reasons=CONNECTION_REASONS,
+    failure_metrics=(_up(0),),
 )

@@ -327,11 +327,11 @@ async def _fetch_texts(
 
 
 KIND: ProbeKind[PostgresConfig, PostgresState] = ProbeKind(
-    failure_metrics=(_up(0),),
     name="postgres",
     config_model=PostgresConfig,
     run=run,
     new_state=lambda config: PostgresState(),
     target=_target,
     reasons=CONNECTION_REASONS | {EXTENSION_MISSING},
+    failure_metrics=(_up(0),),
 )

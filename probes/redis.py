@@ -343,7 +343,6 @@ def _row(q: QueueConfig, r: KeyResult) -> tuple[str, ...]:
 
 
 KIND: ProbeKind[RedisConfig, RedisState] = ProbeKind(
-    failure_metrics=(_up(0),),
     name="redis",
     config_model=RedisConfig,
     run=run,
@@ -357,4 +356,5 @@ KIND: ProbeKind[RedisConfig, RedisState] = ProbeKind(
             WRONG_TYPE, BAD_JOB, MAXMEMORY_UNSET, LOADING,
         }
     ),
+    failure_metrics=(_up(0),),
 )
