@@ -51,20 +51,24 @@ def ip_version(address: str) -> int:
     return ipaddress.ip_address(address).version
 
 
-async def resolve(host: str, port: int, ip_protocol: IpProtocol) -> Resolved:
+async def resolve(
+    host: str, port: int, ip_protocol: IpProtocol, fallback: bool = True
+) -> Resolved:
     """Resolve ``host`` (an IP literal resolves to itself) keeping resolver order.
 
-    ``ip4``/``ip6`` keep only that family; ``auto`` keeps both. Raises ``ResolveError``.
+    ``ip4``/``ip6`` keep only addresses of that family, as blackbox_exporter's
+    ``preferred_ip_protocol`` does; when the name has none, ``fallback`` takes the other
+    family's instead (blackbox's ``ip_protocol_fallback``). ``auto`` keeps both.
+    Raises ``ResolveError``.
     """
+    wanted = {"ip4": 4, "ip6": 6}.get(ip_protocol)
     if is_ip_literal(host):
-        wanted = {"ip4": 4, "ip6": 6}.get(ip_protocol)
-        if wanted is not None and ip_version(host) != wanted:
+        if wanted is not None and ip_version(host) != wanted and not fallback:
             raise ResolveError(f"{host} is not an IPv{wanted} address")
         return Resolved((host,), 0.0)
-    family = {"ip4": socket.AF_INET, "ip6": socket.AF_INET6}.get(ip_protocol, socket.AF_UNSPEC)
     start = time.perf_counter()
     try:
-        infos = await anyio.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM)
+        infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise ResolveError(f"cannot resolve {host}: {_gai_text(exc)}") from None
     seconds = time.perf_counter() - start
@@ -73,6 +77,9 @@ async def resolve(host: str, port: int, ip_protocol: IpProtocol) -> Resolved:
         address = str(sockaddr[0]).split("%", 1)[0]
         if address not in seen:
             seen.append(address)
+    if wanted is not None:
+        preferred = [a for a in seen if ip_version(a) == wanted]
+        seen = preferred if preferred or not fallback else seen
     if not seen:
         raise ResolveError(f"{host} has no {ip_protocol} address")
     return Resolved(tuple(seen[:MAX_ADDRESSES]), seconds)

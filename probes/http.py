@@ -72,6 +72,7 @@ class HttpConfig(KindConfig):
     tls_verify: bool = True
     ca_file: Path | None = None
     ip_protocol: Literal["auto", "ip4", "ip6"] = "auto"
+    ip_protocol_fallback: bool = True
     all_addresses: bool = False
     max_body_bytes: int = Field(default=1024 * 1024, ge=0)
 
@@ -312,7 +313,8 @@ async def _exchange(
                     headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
                 if next_url.host != url.host:
                     hop = await resolve(
-                        next_url.host, next_url.port or 443, config.ip_protocol
+                        next_url.host, next_url.port or 443, config.ip_protocol,
+                        config.ip_protocol_fallback,
                     )
                     att.phases["resolve"] += hop.seconds
                     address = hop.addresses[0]
@@ -638,7 +640,9 @@ async def run(config: HttpConfig, state: HttpState) -> ProbeResult:
     port = url.port or (443 if url.scheme == "https" else 80)
     with anyio.move_on_after(config.client_timeout) as scope:
         try:
-            resolved = await resolve(url.host, port, config.ip_protocol)
+            resolved = await resolve(
+                url.host, port, config.ip_protocol, config.ip_protocol_fallback
+            )
         except ResolveError as exc:
             return ProbeResult.fail(Reason.DNS, _metrics(config, [], 0.0), [str(exc)])
     if scope.cancelled_caught:

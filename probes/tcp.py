@@ -51,6 +51,7 @@ class TcpConfig(KindConfig):
     expect: str | None = None
     max_read_bytes: int = Field(default=64 * 1024, ge=1)
     ip_protocol: Literal["auto", "ip4", "ip6"] = "auto"
+    ip_protocol_fallback: bool = True
 
     @field_validator("host")
     @classmethod
@@ -185,7 +186,9 @@ async def run(config: TcpConfig, state: TcpState) -> ProbeResult:
     with anyio.move_on_after(config.client_timeout) as scope:
         stream: ByteStream | None = None
         try:
-            resolved = await resolve(config.host, config.port, config.ip_protocol)
+            resolved = await resolve(
+                config.host, config.port, config.ip_protocol, config.ip_protocol_fallback
+            )
             figures["dns"] = resolved.seconds
             address = resolved.addresses[0]
             figures["ip"] = ip_version(address)

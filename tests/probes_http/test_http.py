@@ -318,7 +318,12 @@ async def test_ipv6(http6_server: Running) -> None:
     r = await probe(url=http6_server.url("/ok"))
     assert r.success, r.detail
     assert value(r, "probe_ip_protocol") == 6
-    wrong = await probe(url=http6_server.url("/ok"), ip_protocol="ip4")
+    # ip4 is a preference: with no IPv4 address the probe falls back to IPv6 ...
+    fallback = await probe(url=http6_server.url("/ok"), ip_protocol="ip4")
+    assert fallback.success, fallback.detail
+    assert value(fallback, "probe_ip_protocol") == 6
+    # ... unless the fallback is off.
+    wrong = await probe(url=http6_server.url("/ok"), ip_protocol="ip4", ip_protocol_fallback=False)
     assert wrong.reason == "dns"
 
 

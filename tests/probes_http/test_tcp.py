@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -145,5 +146,25 @@ async def test_ipv6(http6_server: Running) -> None:
     r = await probe(host="::1", port=http6_server.port)
     assert r.success, r.detail
     assert value(r, "probe_ip_protocol") == 6
-    wrong = await probe(host="::1", port=http6_server.port, ip_protocol="ip4")
+    fallback = await probe(host="::1", port=http6_server.port, ip_protocol="ip4")
+    assert fallback.success and value(fallback, "probe_ip_protocol") == 6
+    wrong = await probe(
+        host="::1", port=http6_server.port, ip_protocol="ip4", ip_protocol_fallback=False
+    )
     assert wrong.reason == "dns"
+
+
+async def test_ip_preference_applies_to_names_with_fallback(ping_server: Running) -> None:
+    infos = await anyio.getaddrinfo("localhost", ping_server.port, type=socket.SOCK_STREAM)
+    localhost_has_v6 = any(":" in str(info[4][0]) for info in infos)
+    preferred = await probe(host="localhost", port=ping_server.port, ip_protocol="ip6")
+    strict = await probe(
+        host="localhost", port=ping_server.port, ip_protocol="ip6", ip_protocol_fallback=False
+    )
+    if localhost_has_v6:  # ::1 is preferred; the server listens on 127.0.0.1 only
+        assert value(preferred, "probe_ip_protocol") == 6 and preferred.reason == "refused"
+        assert strict.reason == "refused"
+    else:  # no IPv6 address: the preference falls back to IPv4, or fails when strict
+        assert preferred.success, preferred.detail
+        assert value(preferred, "probe_ip_protocol") == 4
+        assert strict.reason == "dns"
