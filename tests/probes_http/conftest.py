@@ -152,6 +152,13 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     ssl_ctx: ssl.SSLContext | None = None
 
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind calls socket.getfqdn(host): for ::1, which /etc/hosts may
+        # not list, that is a reverse DNS query to the machine's nameserver, off loopback.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+
     def finish_request(self, request: Any, client_address: Any) -> None:
         if self.ssl_ctx is not None:
             try:

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from probes import load_kind
 from probes.http import KIND, HttpConfig, HttpState
+from tests.probes_http.names import UNRESOLVABLE
 from tests.promtool import assert_promtool_clean
 
 from .conftest import Running
@@ -273,7 +274,7 @@ async def test_refused(closed_port: int) -> None:
 
 async def test_unresolvable_name_fails_fast() -> None:
     start = time.monotonic()
-    r = await probe(url="http://nonexistent.invalid/")
+    r = await probe(url=f"http://{UNRESOLVABLE}/")
     assert r.reason == "dns"
     assert time.monotonic() - start < 2
     assert value(r, "probe_http_status_code") == 0

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from probes import load_kind
 from probes.tcp import KIND, TcpConfig
+from tests.probes_http.names import UNRESOLVABLE
 from tests.promtool import assert_promtool_clean
 
 from .conftest import Running
@@ -58,7 +59,7 @@ async def test_refused(closed_port: int) -> None:
 
 
 async def test_unresolvable() -> None:
-    r = await probe(host="nonexistent.invalid", port=5432)
+    r = await probe(host=UNRESOLVABLE, port=5432)
     assert r.reason == "dns"
 
 
