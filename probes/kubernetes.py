@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -93,6 +94,9 @@ class KubeState:
 
     def __init__(self, config: KubernetesConfig) -> None:
         self.client = KubeClient(config.access)
+        # _assemble runs in a worker thread the run may abandon at its deadline: a late one
+        # must not update the counters at the same time as the next run's.
+        self.assembling = threading.Lock()
         self.forbidden: set[tuple[str, str]] = set()
         self.event_seen: dict[str, int] = {}
         self.event_totals: dict[tuple[str, str, str], float] = {}
@@ -189,7 +193,7 @@ async def run(config: KubernetesConfig, state: KubeState) -> ProbeResult:
 
     # Building tens of thousands of samples is CPU work: keep it off the event loop.
     return await anyio.to_thread.run_sync(
-        _assemble,
+        _assemble_locked,
         config,
         state,
         plans,
@@ -200,6 +204,19 @@ async def run(config: KubernetesConfig, state: KubeState) -> ProbeResult:
         abandon_on_cancel=True,
         limiter=state.client.limiter,
     )
+
+
+def _assemble_locked(
+    config: KubernetesConfig,
+    state: KubeState,
+    plans: list[_Plan],
+    lists: dict[tuple[str, str], _Outcome],
+    secrets: dict[tuple[str, str], _Secret | KubeError],
+    partial: bool,
+    started: float,
+) -> ProbeResult:
+    with state.assembling:
+        return _assemble(config, state, plans, lists, secrets, partial, started)
 
 
 def _assemble(
