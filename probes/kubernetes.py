@@ -191,32 +191,16 @@ async def run(config: KubernetesConfig, state: KubeState) -> ProbeResult:
         for name in config.tls_secrets:
             secrets.setdefault((ns, name), late)
 
+    def assemble() -> ProbeResult:
+        with state.assembling:
+            return _assemble(
+                config, state, plans, lists, secrets, deadline.cancelled_caught, started
+            )
+
     # Building tens of thousands of samples is CPU work: keep it off the event loop.
     return await anyio.to_thread.run_sync(
-        _assemble_locked,
-        config,
-        state,
-        plans,
-        lists,
-        secrets,
-        deadline.cancelled_caught,
-        started,
-        abandon_on_cancel=True,
-        limiter=state.client.limiter,
+        assemble, abandon_on_cancel=True, limiter=state.client.limiter
     )
-
-
-def _assemble_locked(
-    config: KubernetesConfig,
-    state: KubeState,
-    plans: list[_Plan],
-    lists: dict[tuple[str, str], _Outcome],
-    secrets: dict[tuple[str, str], _Secret | KubeError],
-    partial: bool,
-    started: float,
-) -> ProbeResult:
-    with state.assembling:
-        return _assemble(config, state, plans, lists, secrets, partial, started)
 
 
 def _assemble(
