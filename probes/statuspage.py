@@ -334,9 +334,13 @@ def snapshot_metrics(snap: Snapshot) -> list[Metric]:
     return metrics
 
 
+def _up(value: int) -> Metric:
+    return gauge("statuspage_up", "1 if the last poll got a usable answer (or 304).", value)
+
+
 def _state_metrics(state: StatuspageState, up: bool, now: float) -> list[Metric]:
     metrics = [
-        gauge("statuspage_up", "1 if the last poll got a usable answer (or 304).", 1 if up else 0),
+        _up(1 if up else 0),
         gauge(
             "statuspage_answer_age_seconds",
             "Seconds since the reported answer was fetched or confirmed; -1 if none yet.",
@@ -554,9 +558,7 @@ KIND = ProbeKind(
     new_state=new_state,
     target=target,
     default_interval=60.0,  # poll a vendor's page politely
-    failure_metrics=(
-        gauge("statuspage_up", "1 if the last poll got a usable answer (or 304).", 0),
-    ),
+    failure_metrics=(_up(0),),
     reasons=COMMON_REASONS
     | frozenset(
         {

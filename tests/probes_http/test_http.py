@@ -18,6 +18,7 @@ from probes import load_kind
 from probes.http import KIND, HttpConfig, HttpState
 from tests.probes_http.names import UNRESOLVABLE
 from tests.promtool import assert_promtool_clean
+from tests.runs import run_once
 
 from .conftest import Running
 from .helpers import label_values, names, value
@@ -31,12 +32,7 @@ def cfg(**kw: Any) -> HttpConfig:
 
 
 async def probe(**kw: Any) -> Any:
-    config = cfg(**kw)
-    state = KIND.new_state(config)
-    try:
-        return await KIND.run(config, state)
-    finally:
-        await state.aclose()
+    return await run_once(KIND, cfg(**kw))
 
 
 async def test_registered() -> None:

@@ -15,6 +15,7 @@ from probes import load_kind
 from probes.tcp import KIND, TcpConfig
 from tests.probes_http.names import UNRESOLVABLE
 from tests.promtool import assert_promtool_clean
+from tests.runs import run_once
 
 from .conftest import Running
 from .helpers import names, value
@@ -24,12 +25,7 @@ pytestmark = pytest.mark.anyio
 
 async def probe(**kw: Any) -> Any:
     kw.setdefault("client_timeout", 3.0)
-    config = TcpConfig.model_validate(kw)
-    state = KIND.new_state(config)
-    try:
-        return await KIND.run(config, state)
-    finally:
-        await state.aclose()
+    return await run_once(KIND, TcpConfig.model_validate(kw))
 
 
 async def test_registered() -> None:

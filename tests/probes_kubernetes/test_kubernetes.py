@@ -18,6 +18,7 @@ from probes.kubernetes import KIND, KubernetesConfig
 from tests.probes_kubernetes import objects as o
 from tests.probes_kubernetes.fake_api import FakeKube
 from tests.promtool import assert_promtool_clean
+from tests.runs import run_once
 
 NS = o.NS
 
@@ -27,14 +28,7 @@ def cfg(fake: FakeKube, **kw: Any) -> KubernetesConfig:
 
 
 async def probe(config: KubernetesConfig, runs: int = 1) -> ProbeResult:
-    state = KIND.new_state(config)
-    try:
-        result = await KIND.run(config, state)
-        for _ in range(runs - 1):
-            result = await KIND.run(config, state)
-        return result
-    finally:
-        await state.aclose()
+    return await run_once(KIND, config, runs)
 
 
 def value(result: ProbeResult, metric_name: str, **labels: str) -> float | None:

@@ -12,6 +12,7 @@ from probes import tls
 from probes.base import ProbeResult
 from tests.probes_kubernetes import objects as o
 from tests.probes_kubernetes.fake_api import FakeKube
+from tests.runs import run_once
 
 
 def sample(result: ProbeResult, metric_name: str, **labels: str) -> float | None:
@@ -24,14 +25,7 @@ def sample(result: ProbeResult, metric_name: str, **labels: str) -> float | None
 
 
 async def run_tls(config_data: dict[str, object]) -> ProbeResult:
-    kind = tls.KIND
-    config = kind.config_model.model_validate(config_data)
-    state = kind.new_state(config)
-    try:
-        result: ProbeResult = await kind.run(config, state)
-        return result
-    finally:
-        await state.aclose()
+    return await run_once(tls.KIND, tls.KIND.config_model.model_validate(config_data))
 
 
 @pytest.mark.anyio

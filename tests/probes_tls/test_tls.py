@@ -13,6 +13,7 @@ from probes.base import Metric, ProbeResult
 from tests.probes_tls.certgen import DAY, Issued, ec_key, make_ca, make_leaf, now, rsa_key
 from tests.probes_tls.conftest import ServerFactory
 from tests.promtool import assert_promtool_clean
+from tests.runs import run_once
 
 pytestmark = pytest.mark.anyio
 
@@ -40,7 +41,7 @@ def write_ca(tmp_path: Path, *cas: Issued) -> Path:
 
 async def probe(**config: Any) -> ProbeResult:
     cfg = tls.TlsConfig.model_validate({"client_timeout": 2.0, **config})
-    return await tls.run(cfg, tls.new_state(cfg))
+    return await run_once(tls.KIND, cfg)
 
 
 @pytest.fixture(scope="module")
