@@ -19,8 +19,8 @@ import anyio
 import httpx
 from redis.asyncio import Redis
 
-from probes._redis_queues import BATCH_KEYS
 from probes.redis import KIND
+from probes.redis.queues import BATCH_KEYS
 
 KEYS = 1000
 RUNS = 20

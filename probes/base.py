@@ -99,6 +99,22 @@ def info(name: str, help: str, labels: Mapping[str, str]) -> Metric:
     return Metric(name, help, "info", (Sample(1.0, _pairs(labels)),))
 
 
+def merge_families(*groups: Iterable[Metric]) -> tuple[Metric, ...]:
+    """Join same-named families (several addresses, sources or secrets report one family
+    each) into one family, keeping first-seen order, as the exposition requires."""
+    merged: dict[str, Metric] = {}
+    for group in groups:
+        for metric in group:
+            seen = merged.get(metric.name)
+            if seen is None:
+                merged[metric.name] = metric
+            else:
+                merged[metric.name] = Metric(
+                    seen.name, seen.help, seen.type, seen.samples + metric.samples, seen.unit
+                )
+    return tuple(merged.values())
+
+
 def _pairs(labels: Mapping[str, str] | None) -> LabelPairs:
     return tuple((k, str(v)) for k, v in (labels or {}).items())
 

@@ -15,14 +15,6 @@ from typing import Any
 import anyio
 import psycopg
 
-from probes._pg_common import (
-    CONNECTION_REASONS,
-    PgConnConfig,
-    close_quietly,
-    connect,
-    error_summary,
-    reason_for_pg_error,
-)
 from probes.base import (
     Metric,
     ProbeKind,
@@ -31,6 +23,14 @@ from probes.base import (
     Sample,
     gauge,
     info,
+)
+from probes.common.libpq import (
+    CONNECTION_REASONS,
+    PgConnConfig,
+    close_quietly,
+    connect,
+    error_summary,
+    reason_for_pg_error,
 )
 
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]

@@ -18,15 +18,6 @@ from anyio.abc import ByteStream
 from anyio.streams.tls import TLSAttribute, TLSStream
 from pydantic import Field, field_validator
 
-from probes._http_net import (
-    ResolveError,
-    classify,
-    host_port,
-    ip_version,
-    make_ssl_context,
-    resolve,
-    tls_metrics,
-)
 from probes.base import (
     COMMON_REASONS,
     KindConfig,
@@ -35,6 +26,15 @@ from probes.base import (
     ProbeResult,
     Reason,
     gauge,
+)
+from probes.common.net import (
+    ResolveError,
+    classify,
+    host_port,
+    ip_version,
+    make_ssl_context,
+    resolve,
+    tls_metrics,
 )
 
 

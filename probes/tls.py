@@ -2,7 +2,7 @@
 
 Certificates are fetched WITHOUT verification (so an expired, self-signed or untrusted chain
 still reports its dates) and verified separately with ``cryptography`` against the configured
-CA bundle or the system trust store (see :mod:`probes.certs`).
+CA bundle or the system trust store (see :mod:`probes.common.certs`).
 
 Endpoints are handshaken with anyio's TLS streams under ``client_timeout``. Python 3.11's
 ``ssl`` module exposes only the leaf publicly; the whole presented chain is read with the
@@ -32,7 +32,6 @@ from anyio.streams.tls import TLSAttribute, TLSStream
 from cryptography import x509
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from probes import certs as certs_mod
 from probes.base import (
     COMMON_REASONS,
     KindConfig,
@@ -42,8 +41,10 @@ from probes.base import (
     ProbeResult,
     Reason,
     Sample,
+    merge_families,
     reason_for_exception,
 )
+from probes.common import certs as certs_mod
 
 _POSTGRES_SSL_REQUEST = struct.pack("!II", 8, 80877103)
 _MAX_FILE_BYTES = 1024 * 1024
@@ -115,7 +116,7 @@ class Endpoint(BaseModel):
 
 
 class KubernetesSecret(BaseModel):
-    """A ``kubernetes.io/tls`` secret read through ``probes.kube_client``."""
+    """A ``kubernetes.io/tls`` secret read through ``probes.common.kube_client``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -415,7 +416,7 @@ async def _probe_secret(
 ) -> _SourceResult:
     result = _SourceResult(secret.label)
     try:
-        from probes import kube_client
+        from probes.common import kube_client
     except ImportError:
         result.reason = Reason.CONFIG
         result.detail.append(f"{secret.label}: Kubernetes support is not available")
@@ -489,7 +490,7 @@ async def run(config: TlsConfig, state: NoState) -> ProbeResult:
         "gauge",
         tuple(Sample(0.0 if r.reason else 1.0, (("source", r.source),)) for r in results),
     )
-    metrics = certs_mod.merge_metrics([[up], *(r.metrics for r in results)])
+    metrics = merge_families([up], *(r.metrics for r in results))
     fetch_reason = ""
     verify_reason = ""
     for r in results:

@@ -13,7 +13,7 @@ import trustme
 from pydantic import ValidationError
 
 from probes.base import ProbeResult
-from probes.kube_client import KubeAccess, KubeError, read_tls_secret
+from probes.common.kube_client import KubeAccess, KubeError, read_tls_secret
 from probes.kubernetes import KIND, KubernetesConfig
 from tests.probes_kubernetes import objects as o
 from tests.probes_kubernetes.fake_api import FakeKube

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from probes.kube_client import BUILTIN_RESOURCES, CUSTOM_RESOURCES
+from probes.common.kube_client import BUILTIN_RESOURCES, CUSTOM_RESOURCES
 
 RBAC = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes-rbac.yaml"
 GROUPS = {

@@ -6,12 +6,12 @@ import psycopg
 import pytest
 from pydantic import ValidationError
 
-from probes import _pg_sql as q
-from probes._pg_common import reason_for_pg_error
 from probes.base import Reason
+from probes.common.libpq import reason_for_pg_error
 from probes.pgbouncer import KIND as BOUNCER
 from probes.pgbouncer import reason_for_bouncer_error
 from probes.postgres import KIND, PostgresConfig
+from probes.postgres import sql as q
 
 
 def test_statement_columns_detects_pre_and_post_pg13_names() -> None:

@@ -67,7 +67,7 @@ def test_score_bounds_accept_now_and_durations() -> None:
 
 
 def test_info_without_maxmemory_and_replica_link() -> None:
-    from probes._redis_server import server_info
+    from probes.redis.server import server_info
 
     srv = server_info({"redis_version": "7.2.4", "role": "slave", "master_link_status": "down",
                        "used_memory": 1024})
@@ -82,7 +82,7 @@ def test_info_without_maxmemory_and_replica_link() -> None:
 
 
 def test_enqueue_timestamps_in_seconds_milliseconds_and_iso() -> None:
-    from probes._redis_queues import parse_enqueued_at
+    from probes.redis.queues import parse_enqueued_at
 
     assert parse_enqueued_at(1_700_000_000) == 1_700_000_000
     assert parse_enqueued_at(1_700_000_000_500) == 1_700_000_000.5
@@ -96,7 +96,7 @@ def test_enqueue_timestamps_in_seconds_milliseconds_and_iso() -> None:
 
 
 def test_one_stream_in_two_entries_gives_one_group_series() -> None:
-    from probes._redis_queues import KeyResult, QueueConfig, QueueResult, queue_metrics
+    from probes.redis.queues import KeyResult, QueueConfig, QueueResult, queue_metrics
 
     results = []
     for name in ("events", "events-again"):

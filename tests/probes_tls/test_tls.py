@@ -8,8 +8,9 @@ import anyio
 import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from probes import certs, tls
+from probes import tls
 from probes.base import Metric, ProbeResult
+from probes.common import certs
 from tests.probes_tls.certgen import DAY, Issued, ec_key, make_ca, make_leaf, now, rsa_key
 from tests.probes_tls.conftest import ServerFactory
 from tests.promtool import assert_promtool_clean

@@ -21,10 +21,15 @@ from typing import Any
 import anyio
 from pydantic import field_validator
 
-from probes import _kube_extract as ex
-from probes import _kube_metrics as km
-from probes.base import KindConfig, Metric, ProbeKind, ProbeResult, Reason, Sample
-from probes.kube_client import (
+from probes.base import (
+    KindConfig,
+    Metric,
+    ProbeKind,
+    ProbeResult,
+    Reason,
+    merge_families,
+)
+from probes.common.kube_client import (
     KubeAccess,
     KubeClient,
     KubeError,
@@ -32,6 +37,8 @@ from probes.kube_client import (
     decode_secret_data,
     preload_api_modules,
 )
+from probes.kubernetes import extract as ex
+from probes.kubernetes import families as km
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +230,7 @@ def _assemble(
     if partial:
         detail.append(f"client deadline of {timeout:g}s reached; results are partial")
 
-    metrics = _merge(fam.metrics(), extra)
+    metrics = merge_families(fam.metrics(), extra)
     reason = _failure(config, plans, lists)
     if reason:
         return ProbeResult.fail(reason, metrics, detail)
@@ -375,7 +382,7 @@ def _parse_tls_secret(ns: str, name: str, data: dict[str, bytes]) -> _Secret:
     """Parse ``tls.crt`` with the TLS probe's certificate code (worker thread: reads roots)."""
     keys = tuple(sorted(data))
     try:
-        from probes import certs as certs_mod
+        from probes.common import certs as certs_mod
     except ImportError:  # pragma: no cover - certs.py ships with the tls probe
         return _Secret(keys, 0, (), "certificate parsing is not available")
     if not data.get("tls.crt"):
@@ -495,19 +502,6 @@ def _failure(
     if any(_forbidden(lists[(ns, "pods")]) for ns in config.namespaces):
         return Reason.FORBIDDEN
     return ""
-
-
-def _merge(base: tuple[Metric, ...], extra: list[Metric]) -> tuple[Metric, ...]:
-    """Concatenate samples of same-named families (several TLS secrets, one family each)."""
-    merged: dict[str, Metric] = {m.name: m for m in base}
-    for m in extra:
-        if m.name in merged:
-            old = merged[m.name]
-            samples: tuple[Sample, ...] = old.samples + m.samples
-            merged[m.name] = Metric(old.name, old.help, old.type, samples, old.unit)
-        else:
-            merged[m.name] = m
-    return tuple(merged.values())
 
 
 KIND: ProbeKind[KubernetesConfig, KubeState] = ProbeKind(

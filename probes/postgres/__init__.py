@@ -18,15 +18,6 @@ import anyio
 import psycopg
 from pydantic import Field
 
-from probes import _pg_sql as q
-from probes._pg_common import (
-    CONNECTION_REASONS,
-    PgConnConfig,
-    close_quietly,
-    connect,
-    error_summary,
-    reason_for_pg_error,
-)
 from probes.base import (
     Duration,
     Metric,
@@ -36,6 +27,15 @@ from probes.base import (
     counter,
     gauge,
 )
+from probes.common.libpq import (
+    CONNECTION_REASONS,
+    PgConnConfig,
+    close_quietly,
+    connect,
+    error_summary,
+    reason_for_pg_error,
+)
+from probes.postgres import sql as q
 
 log = logging.getLogger(__name__)
 

@@ -23,17 +23,6 @@ import httpcore  # noqa: F401 - imported here, not lazily on the event loop by h
 import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from probes._http_checks import JsonCheck
-from probes._http_net import (
-    IpProtocol,
-    ResolveError,
-    classify,
-    ip_version,
-    is_ip_literal,
-    make_ssl_context,
-    resolve,
-    tls_metrics,
-)
 from probes.base import (
     COMMON_REASONS,
     KindConfig,
@@ -43,8 +32,20 @@ from probes.base import (
     Reason,
     check_regexps,
     gauges,
+    merge_families,
     read_secret,
 )
+from probes.common.net import (
+    IpProtocol,
+    ResolveError,
+    classify,
+    ip_version,
+    is_ip_literal,
+    make_ssl_context,
+    resolve,
+    tls_metrics,
+)
+from probes.http.checks import JsonCheck
 
 PHASES = ("resolve", "connect", "tls", "processing", "transfer")
 _REDIRECTS = {301, 302, 303, 307, 308}
@@ -576,7 +577,7 @@ def _metrics(
                     )
                     metric = Metric(metric.name, metric.help, metric.type, samples, metric.unit)
                 out.append(metric)
-        out = _merge(out)
+        out = list(merge_families(out))
     out.append(
         gauges(
             "probe_dns_lookup_time_seconds",
@@ -608,20 +609,6 @@ _SIMPLE = (
     ("probe_failed_due_to_json_check", "1 if a JSON-field check failed."),
     ("probe_ip_protocol", "IP version of the address probed (4 or 6), 0 if none."),
 )
-
-
-def _merge(metrics: list[Metric]) -> list[Metric]:
-    """Merge families of the same name (TLS metrics of several addresses)."""
-    merged: dict[str, Metric] = {}
-    for metric in metrics:
-        if metric.name in merged:
-            prev = merged[metric.name]
-            merged[metric.name] = Metric(
-                prev.name, prev.help, prev.type, prev.samples + metric.samples, prev.unit
-            )
-        else:
-            merged[metric.name] = metric
-    return list(merged.values())
 
 
 async def run(config: HttpConfig, state: HttpState) -> ProbeResult:

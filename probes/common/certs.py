@@ -409,19 +409,3 @@ def verify_reason(metrics: Iterable[Metric]) -> str:
                 if sample.value == 1.0:
                     return dict(sample.labels)["reason"]
     return ""
-
-
-def merge_metrics(groups: Iterable[Iterable[Metric]]) -> tuple[Metric, ...]:
-    """Merge families of the same name (from several sources) into one family each,
-    keeping first-seen order."""
-    merged: dict[str, Metric] = {}
-    for group in groups:
-        for metric in group:
-            seen = merged.get(metric.name)
-            if seen is None:
-                merged[metric.name] = metric
-            else:
-                merged[metric.name] = Metric(
-                    seen.name, seen.help, seen.type, seen.samples + metric.samples, seen.unit
-                )
-    return tuple(merged.values())

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from probes._kube_extract import (
+from probes.base import Metric, Sample
+from probes.kubernetes.extract import (
     CertificateRec,
     DeploymentRec,
     HpaRec,
@@ -18,7 +19,6 @@ from probes._kube_extract import (
     PodRec,
     PodUsageRec,
 )
-from probes.base import Metric, Sample
 
 POD_PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
 Labels = dict[str, str]

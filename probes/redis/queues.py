@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from redis import exceptions as rexc
 from redis.asyncio import Redis
 
-from probes._redis_server import BAD_JOB, WRONG_TYPE
 from probes.base import Metric, Reason, gauges, parse_duration
+from probes.redis.server import BAD_JOB, WRONG_TYPE
 
 QueueType = Literal["auto", "list", "zset", "stream", "set", "hash"]
 KeyType = Literal["list", "zset", "stream", "set", "hash"]

@@ -23,26 +23,6 @@ from redis.asyncio.connection import Connection, ConnectionPool, SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from probes._redis_queues import (
-    FESTIVALS_QUEUES,
-    KeyResult,
-    Limits,
-    QueueConfig,
-    QueueResult,
-    queue_metrics,
-    read_keys,
-    scan_pattern,
-)
-from probes._redis_server import (
-    BAD_JOB,
-    LOADING,
-    MAXMEMORY_UNSET,
-    WRONG_TYPE,
-    ping_metrics,
-    ping_samples,
-    reason_for_redis_error,
-    server_info,
-)
 from probes.base import (
     COMMON_REASONS,
     Duration,
@@ -54,6 +34,26 @@ from probes.base import (
     format_duration,
     gauge,
     read_secret,
+)
+from probes.redis.queues import (
+    FESTIVALS_QUEUES,
+    KeyResult,
+    Limits,
+    QueueConfig,
+    QueueResult,
+    queue_metrics,
+    read_keys,
+    scan_pattern,
+)
+from probes.redis.server import (
+    BAD_JOB,
+    LOADING,
+    MAXMEMORY_UNSET,
+    WRONG_TYPE,
+    ping_metrics,
+    ping_samples,
+    reason_for_redis_error,
+    server_info,
 )
 
 # Every command the probe may send after AUTH. None of them writes (a test checks the

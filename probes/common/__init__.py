@@ -1,0 +1,1 @@
+"""Code shared by several probe kinds: network, certificates, libpq, Kubernetes client."""
