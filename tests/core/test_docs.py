@@ -65,7 +65,7 @@ def test_every_global_key_is_documented() -> None:
 def _emitted_metric_names() -> dict[str, str]:
     """Metric names passed as literals to the metric helpers anywhere in probes/."""
     names: dict[str, str] = {}
-    for path in sorted((ROOT / "probes").glob("*.py")):
+    for path in sorted((ROOT / "probes").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if not (isinstance(node, ast.Call) and node.args):
                 continue
@@ -74,7 +74,7 @@ def _emitted_metric_names() -> dict[str, str]:
             first = node.args[0]
             if called in _METRIC_HELPERS and isinstance(first, ast.Constant):
                 if isinstance(first.value, str) and re.fullmatch(r"[a-z_:]+", first.value):
-                    names[first.value] = path.name
+                    names[first.value] = str(path.relative_to(ROOT))
     return names
 
 
