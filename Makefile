@@ -31,7 +31,9 @@ unit: $(STAMP)
 
 test: services lint unit
 
+## Installs the peers it compares against (blackbox, postgres and redis exporters, nginx).
 bench: $(STAMP) services
+	bash scripts/ensure-bench.sh
 	$(BIN)/python -m bench
 
 clean:
