@@ -118,6 +118,30 @@ def _num(value: Any) -> float:
         return 0.0
 
 
+def with_configured(
+    pools: list[dict[str, Any]], stats: list[dict[str, Any]], databases: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Pools and stats plus all-zero rows for configured databases no client has used yet.
+
+    PgBouncer creates a pool (and its stats row) only when the first client logs in, so
+    "0 clients waiting" would otherwise be an absent series until then. The placeholder
+    pool's ``user`` is the database's forced user (the pool a client will get), else "".
+    """
+    pooled = {str(p.get("database")) for p in pools}
+    counted = {str(s.get("database")) for s in stats}
+    pools, stats = list(pools), list(stats)
+    for db in databases:
+        name = str(db.get("name", ""))
+        if not name or name == "*":  # the wildcard fallback is not a database of its own
+            continue
+        if name not in pooled:
+            pools.append({"database": name, "user": str(db.get("force_user") or ""),
+                          "pool_mode": db.get("pool_mode") or ""})
+        if name not in counted:
+            stats.append({"database": name})
+    return pools, stats
+
+
 def _up(value: int) -> Metric:
     return gauge("pgbouncer_up", "1 if the admin console answered this run.", value)
 
@@ -163,7 +187,7 @@ def _pools_table(pools: list[dict[str, Any]]) -> tuple[str, tuple[tuple[str, ...
     for p in pools:
         wait = _num(p.get("maxwait", 0)) + _num(p.get("maxwait_us", 0)) / 1e6
         rows.append((str(p.get("database")), str(p.get("user")), *(
-            str(p.get(c, "")) for c in ("cl_active", "cl_waiting", "sv_active", "sv_idle",
+            str(p.get(c, 0)) for c in ("cl_active", "cl_waiting", "sv_active", "sv_idle",
                                         "sv_used")), f"{wait:.6f}", str(p.get("pool_mode"))))
     return ("Pools", tuple(rows))
 
@@ -182,6 +206,41 @@ def reason_for_bouncer_error(exc: BaseException) -> str:
     return reason
 
 
+_SHOWS = ("VERSION", "POOLS", "STATS", "LISTS", "DATABASES")
+
+
+async def _read(
+    config: PgBouncerConfig, state: PgBouncerState, params: dict[str, Any], detail: list[str]
+) -> list[list[dict[str, Any]]]:
+    """The ``SHOW`` answers, on the held connection (opened if needed).
+
+    A held connection that PgBouncer closed since the last run (a restart, a
+    ``client_idle_timeout``) is replaced at once, in this run: its loss is not the state
+    of PgBouncer, so it never becomes the run's reason (the fresh attempt says what is).
+    """
+    if state.conn is not None and (state.conn.closed or state.conn.broken):
+        await state.drop()
+    for attempt in range(2):
+        fresh = state.conn is None
+        if state.conn is None:
+            state.conn = await connect(params, config.effective_connect_timeout())
+            detail.append("opened the admin console connection")
+        conn = state.conn
+        t0 = time.perf_counter()
+        try:
+            answers = [await _show(conn, what) for what in _SHOWS]
+        except psycopg.OperationalError as exc:
+            if fresh or attempt or not (conn.closed or conn.broken):
+                raise
+            detail.append(f"held connection lost ({error_summary(exc)}): reconnecting")
+            await state.drop()
+            continue
+        detail.append(f"SHOW {'/'.join(_SHOWS)}: {(time.perf_counter() - t0) * 1000:.2f} ms, "
+                      f"{len(answers[1])} pools")
+        return answers
+    raise AssertionError("unreachable: the second attempt returns or raises")
+
+
 async def run(config: PgBouncerConfig, state: PgBouncerState) -> ProbeResult:
     detail: list[str] = []
     async with state.lock:
@@ -191,19 +250,8 @@ async def run(config: PgBouncerConfig, state: PgBouncerState) -> ProbeResult:
             return ProbeResult.fail(Reason.CONFIG, [_up(0)], [f"config: {exc}"])
         try:
             with anyio.fail_after(config.client_timeout):
-                if state.conn is not None and (state.conn.closed or state.conn.broken):
-                    await state.drop()
-                if state.conn is None:
-                    state.conn = await connect(params, config.effective_connect_timeout())
-                    detail.append("opened the admin console connection")
-                conn = state.conn
-                t0 = time.perf_counter()
-                version_rows = await _show(conn, "VERSION")
-                pools = await _show(conn, "POOLS")
-                stats = await _show(conn, "STATS")
-                lists = await _show(conn, "LISTS")
-                detail.append(f"SHOW VERSION/POOLS/STATS/LISTS: "
-                              f"{(time.perf_counter() - t0) * 1000:.2f} ms, {len(pools)} pools")
+                version_rows, pools, stats, lists, databases = await _read(
+                    config, state, params, detail)
         except TimeoutError:
             await state.drop()
             detail.append(f"deadline of {config.client_timeout:g}s exceeded")
@@ -214,6 +262,7 @@ async def run(config: PgBouncerConfig, state: PgBouncerState) -> ProbeResult:
             detail.append(f"admin console failed: {error_summary(exc)} -> {reason}")
             return ProbeResult.fail(reason, [_up(0)], detail)
     version = str(version_rows[0].get("version", "")) if version_rows else ""
+    pools, stats = with_configured(pools, stats, databases)
     if not config.include_admin_pool:
         pools = [p for p in pools if p.get("database") != "pgbouncer"]
         stats = [s for s in stats if s.get("database") != "pgbouncer"]

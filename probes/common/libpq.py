@@ -40,6 +40,7 @@ _SQLSTATE_REASONS: dict[str, str] = {
     "57P01": Reason.UNREACHABLE,  # admin_shutdown (server stopping / restarting)
     "57P02": Reason.UNREACHABLE,  # crash_shutdown
     "57P03": Reason.REFUSED,  # cannot_connect_now (starting up / shutting down)
+    "08P01": Reason.PROTOCOL,  # protocol_violation: the peer does not speak what we sent
 }
 _CLASS_REASONS: dict[str, str] = {
     "08": Reason.UNREACHABLE,  # connection exception
@@ -52,7 +53,10 @@ _MESSAGE_REASONS: tuple[tuple[str, str], ...] = (
     ("too many clients", Reason.TOO_MANY_CLIENTS),
     ("remaining connection slots are reserved", Reason.TOO_MANY_CLIENTS),
     ("no more connections allowed", Reason.TOO_MANY_CLIENTS),  # pgbouncer max_client_conn
-    ("password authentication failed", Reason.AUTH),
+    # "password/SASL/peer/ident/... authentication failed"; PgBouncer with
+    # auth_type = scram-sha-256 says "SASL authentication failed" for a wrong password
+    ("authentication failed", Reason.AUTH),
+    ("channel binding", Reason.AUTH),
     ("no password supplied", Reason.AUTH),
     ("no pg_hba.conf entry", Reason.AUTH),
     ("not permitted to log in", Reason.AUTH),
@@ -190,9 +194,16 @@ async def connect(
 
     If the caller is cancelled mid-handshake, psycopg drops the half-built PGconn (closing
     its socket) and the cancellation propagates.
+
+    Statements are never prepared server-side (``prepare_threshold=None``): the probes run
+    the same few queries on one held connection, so psycopg's default would prepare them on
+    the sixth run, which PgBouncer's admin console (no extended protocol) and PgBouncer
+    before 1.21 in transaction mode (prepared statements lost between transactions) reject.
     """
     with anyio.fail_after(seconds):
-        return await psycopg.AsyncConnection.connect(**params, autocommit=True)
+        return await psycopg.AsyncConnection.connect(
+            **params, autocommit=True, prepare_threshold=None
+        )
 
 
 async def close_quietly(conn: psycopg.AsyncConnection[Any] | None) -> None:

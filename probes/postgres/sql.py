@@ -147,7 +147,7 @@ def redact(text: str | None) -> str:
     connection-string passwords masked.
 
     pg_stat_statements keeps utility statements verbatim and pg_stat_activity shows every
-    query verbatim, so a role's password would otherwise reach the landing page.
+    query verbatim, so a role's password would otherwise reach the probe's page.
     """
     masked = _PASSWORD_RE.sub(r"\1'***'", text or "")
     masked = _CONNINFO_RE.sub(r"\1***", masked)

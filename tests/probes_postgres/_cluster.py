@@ -165,7 +165,8 @@ class Bouncer:
 
     ADMIN_PASSWORD = "bouncer-Admin-pw"
 
-    def __init__(self, cluster: Cluster, pool_size: int = 2, max_client_conn: int = 50) -> None:
+    def __init__(self, cluster: Cluster, pool_size: int = 2, max_client_conn: int = 50,
+                 auth_type: str = "plain") -> None:
         self.base = make_workdir("fe-pgb-")
         self.port = free_port()
         users = self.base / "users.txt"
@@ -179,7 +180,7 @@ class Bouncer:
             "[pgbouncer]\n"
             f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\n"
             f"unix_socket_dir = {self.base}\n"
-            f"auth_type = plain\nauth_file = {users}\n"
+            f"auth_type = {auth_type}\nauth_file = {users}\n"
             "admin_users = postgres\nstats_users = app\n"
             f"pool_mode = session\ndefault_pool_size = {pool_size}\n"
             f"max_client_conn = {max_client_conn}\n"
@@ -187,6 +188,9 @@ class Bouncer:
             f"logfile = {self.base / 'pgbouncer.log'}\npidfile = {self.base / 'pgbouncer.pid'}\n"
         )
         _own(self.base)
+        self.start()
+
+    def start(self) -> None:
         # pgbouncer refuses root; -u makes it switch user itself (no runuser in between, so
         # terminate() reaches pgbouncer directly)
         as_user = ["-u", "postgres"] if os.geteuid() == 0 else []
@@ -203,11 +207,14 @@ class Bouncer:
                 time.sleep(0.05)
         raise RuntimeError("pgbouncer did not start")
 
-    def destroy(self) -> None:
+    def stop(self) -> None:
         self.proc.terminate()
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
+
+    def destroy(self) -> None:
+        self.stop()
         shutil.rmtree(self.base, ignore_errors=True)

@@ -8,11 +8,12 @@ import anyio
 import psycopg
 import pytest
 
-from probes.base import Reason
+from probes.base import ProbeResult, Reason
 from probes.pgbouncer import KIND, PgBouncerConfig, PgBouncerState
 from tests.probes_postgres._cluster import Bouncer, Cluster
 from tests.probes_postgres.helpers import assert_no_secret, poll, value
 from tests.promtool import assert_promtool_clean
+from tests.runs import run_once
 
 pytestmark = [pytest.mark.anyio, pytest.mark.xdist_group("pg_shared")]
 
@@ -114,18 +115,58 @@ async def test_stats_user_auth_and_forbidden(pgbouncer: Bouncer) -> None:
 
 
 async def test_bouncer_down_and_back(pg_shared: Cluster) -> None:
+    """A stopped PgBouncer reads refused from the first failed run on (the held connection's
+    loss is not a reason of its own); a restarted one is back on the next run."""
     bouncer = await anyio.to_thread.run_sync(Bouncer, pg_shared)
     config = bouncer_config(bouncer, client_timeout=1.0)
     state = PgBouncerState()
     try:
         assert (await KIND.run(config, state)).success
-        await anyio.to_thread.run_sync(bouncer.destroy)
-        down = await KIND.run(config, state)
-        assert not down.success and down.reason in {Reason.REFUSED, Reason.UNREACHABLE}
-        assert value(down, "pgbouncer_up") == 0
-        assert state.conn is None
+        await anyio.to_thread.run_sync(bouncer.stop)
+        for _ in range(3):
+            down = await KIND.run(config, state)
+            assert not down.success and down.reason == Reason.REFUSED, down.detail
+            assert value(down, "pgbouncer_up") == 0
+            assert state.conn is None
+        await anyio.to_thread.run_sync(bouncer.start)
+        assert (await KIND.run(config, state)).success
+        held = state.conn
+        await anyio.to_thread.run_sync(bouncer.stop)
+        await anyio.to_thread.run_sync(bouncer.start)
+        back = await KIND.run(config, state)
+        assert back.success, back.detail
+        assert state.conn is not held
     finally:
         await state.aclose()
+        await anyio.to_thread.run_sync(bouncer.destroy)
+
+
+async def test_configured_pools_exist_before_the_first_client(pg_shared: Cluster) -> None:
+    bouncer = await anyio.to_thread.run_sync(Bouncer, pg_shared)
+    state = PgBouncerState()
+    try:
+        first = await KIND.run(bouncer_config(bouncer), state)
+        assert first.success, first.detail
+        for name in ("pgbouncer_pools_client_waiting_connections",
+                     "pgbouncer_pools_client_maxwait_seconds",
+                     "pgbouncer_pools_server_active_connections"):
+            assert value(first, name, database="appdb", user="postgres") == 0
+        assert value(first, "pgbouncer_stats_client_wait_seconds", database="appdb") == 0
+        assert [r[:4] for r in dict(first.tables)["Pools"][1:]] == [
+            ("appdb", "postgres", "0", "0")]
+        client = await _client(bouncer)
+        try:
+            await client.execute("SELECT 1")
+            used = await KIND.run(bouncer_config(bouncer), state)
+        finally:
+            await client.close()
+        samples = [s.labels for m in used.metrics
+                   if m.name == "pgbouncer_pools_client_waiting_connections" for s in m.samples]
+        assert samples == [(("database", "appdb"), ("user", "postgres"))]  # no duplicate
+        await assert_promtool_clean("pgbouncer", [first, used])
+    finally:
+        await state.aclose()
+        await anyio.to_thread.run_sync(bouncer.destroy)
 
 
 async def test_admin_console_still_answers_at_max_client_conn(pg_shared: Cluster) -> None:
@@ -147,4 +188,40 @@ async def test_admin_console_still_answers_at_max_client_conn(pg_shared: Cluster
         for c in clients:
             await c.close()
         await state.aclose()
+        await anyio.to_thread.run_sync(bouncer.destroy)
+
+
+async def test_twelve_runs_on_one_held_connection(pgbouncer: Bouncer) -> None:
+    """psycopg prepares a query after five executions on one connection; the admin console
+    rejects the extended protocol, so without prepare_threshold=None run six failed."""
+    config = bouncer_config(pgbouncer)
+    state = PgBouncerState()
+    results: list[ProbeResult] = []
+    conns: set[int | None] = set()
+    try:
+        for _ in range(12):
+            results.append(await KIND.run(config, state))
+            conns.add(None if state.conn is None else id(state.conn))
+    finally:
+        await state.aclose()
+    failed = [(n, r.reason, r.detail) for n, r in enumerate(results, 1) if not r.success]
+    assert not failed
+    assert all(value(r, "pgbouncer_up") == 1 for r in results)
+    opened = [n for n, r in enumerate(results) if "opened the admin console connection"
+              in r.detail]
+    assert opened == [0] and len(conns) == 1 and None not in conns
+
+
+async def test_scram_wrong_password_is_auth(pg_shared: Cluster) -> None:
+    """libpq reports a failed SCRAM exchange as "SASL authentication failed" without a
+    SQLSTATE."""
+    bouncer = await anyio.to_thread.run_sync(
+        lambda: Bouncer(pg_shared, auth_type="scram-sha-256"))
+    try:
+        good = await run_once(KIND, bouncer_config(bouncer))
+        assert good.success, good.detail
+        bad = await run_once(KIND, bouncer_config(bouncer, password="wrong-Pw-123"))
+        assert not bad.success and bad.reason == Reason.AUTH, bad.detail
+        assert_no_secret(bad, "wrong-Pw-123")
+    finally:
         await anyio.to_thread.run_sync(bouncer.destroy)
