@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Generic, Literal, Protocol, TypeVar
+from typing import Annotated, Any, Generic, Literal, NamedTuple, Protocol, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr, model_validator
 
@@ -49,9 +49,11 @@ MetricType = Literal["gauge", "counter", "info"]
 LabelPairs = tuple[tuple[str, str], ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One sample of a metric family. ``labels`` are the sample's own labels, in order."""
+class Sample(NamedTuple):
+    """One sample of a metric family. ``labels`` are the sample's own labels, in order.
+
+    A named tuple rather than a frozen dataclass: a large kubernetes run builds tens of
+    thousands per second, and a tuple is created several times faster."""
 
     value: float
     labels: LabelPairs = ()

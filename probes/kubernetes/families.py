@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from probes.base import Metric, Sample
+from probes.base import LabelPairs, Metric, Sample
 from probes.kubernetes.extract import (
     CertificateRec,
     DeploymentRec,
@@ -42,6 +42,16 @@ class Families:
     def add(self, name: str, labels: Mapping[str, str], value: float) -> None:
         pairs = self._pairs
         labelled = tuple(pairs.setdefault(pair, pair) for pair in labels.items())
+        self.samples[name].append(Sample(float(value), labelled))
+
+    def pair(self, key: str, value: str) -> tuple[str, str]:
+        """One shared ``(key, value)`` label pair."""
+        pair = (key, value)
+        return self._pairs.setdefault(pair, pair)
+
+    def add_pairs(self, name: str, labelled: LabelPairs, value: float) -> None:
+        """Like :meth:`add` for label pairs built from :meth:`pair` and constant pairs: the
+        per-pod families are most of a large run, and dicts per sample cost twice as much."""
         self.samples[name].append(Sample(float(value), labelled))
 
     def metrics(self) -> tuple[Metric, ...]:
@@ -156,61 +166,73 @@ def new_families() -> Families:
     return fam
 
 
+# Constant label pairs of the per-pod families, built once.
+_PHASE_PAIRS = tuple((phase, (("phase", phase),)) for phase in POD_PHASES)
+_READY_PAIRS = tuple((cond, (("condition", cond),)) for cond in ("true", "false", "unknown"))
+_CPU_PAIRS: LabelPairs = (("resource", "cpu"), ("unit", "core"))
+_MEMORY_PAIRS: LabelPairs = (("resource", "memory"), ("unit", "byte"))
+
+
 def add_pods(fam: Families, ns: str, pods: Iterable[PodRec]) -> None:
+    add = fam.add_pairs
+    ns_pair = fam.pair("namespace", ns)
     for p in pods:
-        base = {"namespace": ns, "pod": p.name}
-        for phase in POD_PHASES:
-            fam.add("kube_pod_status_phase", {**base, "phase": phase}, p.phase == phase)
-        for cond in ("true", "false", "unknown"):
-            fam.add("kube_pod_status_ready", {**base, "condition": cond}, p.ready == cond)
-        fam.add("kube_pod_status_unschedulable", base, p.unschedulable)
+        base = (ns_pair, fam.pair("pod", p.name))
+        for phase, extra in _PHASE_PAIRS:
+            add("kube_pod_status_phase", base + extra, p.phase == phase)
+        for cond, extra in _READY_PAIRS:
+            add("kube_pod_status_ready", base + extra, p.ready == cond)
+        add("kube_pod_status_unschedulable", base, p.unschedulable)
         for c in p.containers:
-            cl = {**base, "container": c.name}
-            fam.add("kube_pod_container_status_ready", cl, c.ready)
-            fam.add("kube_pod_container_status_waiting", cl, bool(c.waiting_reason))
+            cl = (*base, fam.pair("container", c.name))
+            add("kube_pod_container_status_ready", cl, c.ready)
+            add("kube_pod_container_status_waiting", cl, bool(c.waiting_reason))
             if c.waiting_reason:
-                fam.add(
+                add(
                     "kube_pod_container_status_waiting_reason",
-                    {**cl, "reason": c.waiting_reason},
+                    (*cl, fam.pair("reason", c.waiting_reason)),
                     1,
                 )
             if c.last_terminated_reason:
-                fam.add(
+                add(
                     "kube_pod_container_status_last_terminated_reason",
-                    {**cl, "reason": c.last_terminated_reason},
+                    (*cl, fam.pair("reason", c.last_terminated_reason)),
                     1,
                 )
             if c.last_terminated_exit_code is not None:
-                fam.add(
+                add(
                     "kube_pod_container_status_last_terminated_exitcode",
                     cl,
                     c.last_terminated_exit_code,
                 )
-            fam.add("kube_pod_container_status_restarts", cl, c.restarts)
+            add("kube_pod_container_status_restarts", cl, c.restarts)
             for family, cpu, mem in (
                 ("kube_pod_container_resource_requests", c.requests_cpu, c.requests_memory),
                 ("kube_pod_container_resource_limits", c.limits_cpu, c.limits_memory),
             ):
                 if cpu is not None:
-                    fam.add(family, {**cl, "resource": "cpu", "unit": "core"}, cpu)
+                    add(family, cl + _CPU_PAIRS, cpu)
                 if mem is not None:
-                    fam.add(family, {**cl, "resource": "memory", "unit": "byte"}, mem)
+                    add(family, cl + _MEMORY_PAIRS, mem)
 
 
 def add_usage(fam: Families, ns: str, usage: Iterable[PodUsageRec], pods: Sequence[PodRec]) -> None:
     limits = {(p.name, c.name): (c.limits_cpu, c.limits_memory) for p in pods for c in p.containers}
+    add = fam.add_pairs
+    ns_pair = fam.pair("namespace", ns)
     for u in usage:
+        pod_pair = fam.pair("pod", u.pod)
         for cname, cpu, mem in u.containers:
-            cl = {"namespace": ns, "pod": u.pod, "container": cname}
+            cl = (ns_pair, pod_pair, fam.pair("container", cname))
             lim_cpu, lim_mem = limits.get((u.pod, cname), (None, None))
             if cpu is not None:
-                fam.add("probe_kubernetes_container_cpu_usage_cores", cl, cpu)
+                add("probe_kubernetes_container_cpu_usage_cores", cl, cpu)
                 if lim_cpu:
-                    fam.add("probe_kubernetes_container_cpu_limit_ratio", cl, cpu / lim_cpu)
+                    add("probe_kubernetes_container_cpu_limit_ratio", cl, cpu / lim_cpu)
             if mem is not None:
-                fam.add("probe_kubernetes_container_memory_working_set_bytes", cl, mem)
+                add("probe_kubernetes_container_memory_working_set_bytes", cl, mem)
                 if lim_mem:
-                    fam.add("probe_kubernetes_container_memory_limit_ratio", cl, mem / lim_mem)
+                    add("probe_kubernetes_container_memory_limit_ratio", cl, mem / lim_mem)
 
 
 def add_deployments(fam: Families, ns: str, deps: Iterable[DeploymentRec]) -> None:
