@@ -16,7 +16,7 @@ from pathlib import Path
 
 import anyio
 
-from exporter import __version__
+from exporter import __version__, sharding
 from exporter.config import (
     DEFAULT_LISTEN_ADDRESS,
     Config,
@@ -54,10 +54,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--web.listen-address", dest="listen_address",
                      help=f"address to serve on (default: global.listen_address, "
                           f"else {DEFAULT_LISTEN_ADDRESS})")
+    run.add_argument("--shard", type=sharding.shard_argument,
+                     help="i/n: run only shard i of n of the probes (default: global.shard)")
 
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("file", nargs="?", help="config file (default: --config.file)")
     check.add_argument("--config.file", dest="config_file", default=DEFAULT_CONFIG_FILE)
+    check.add_argument("--shard", type=sharding.shard_argument,
+                       help="i/n: list only the probes shard i of n runs")
 
     probe = sub.add_parser("probe", help="run probes once, print a table, exit 1 if any failed")
     common(probe)
@@ -74,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args_list.insert(0, "run")
     args = _parser().parse_args(args_list)
 
+    sharding.set_flag(getattr(args, "shard", None))
     if args.command == "version":
         print(f"festivals-exporter {__version__}")
         return EXIT_OK
@@ -108,7 +113,8 @@ def _check_config(path: Path) -> int:
     except ConfigError as exc:
         _print_errors(exc)
         return EXIT_CONFIG
-    print(f"{path}: ok, {len(config.probes)} probe(s)")
+    shard = f" in shard {config.global_.shard}" if config.global_.shard else ""
+    print(f"{path}: ok, {len(config.probes)} probe(s){shard}")
     for spec in config.probes:
         print(f"  {spec.name} ({spec.kind}) every {spec.interval:g}s, "
               f"timeout {spec.timeout:g}s: {spec.target()}")

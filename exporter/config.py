@@ -18,11 +18,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from exporter import sharding
 from probes import KIND_MODULES, load_kind
 from probes.base import Duration, KindConfig, ProbeKind, format_duration
 
 DEFAULT_LISTEN_ADDRESS = ":9816"
-RESERVED_LABELS = frozenset({"probe", "kind", "reason", "le", "instance", "job"})
+RESERVED_LABELS = frozenset({"probe", "kind", "reason", "le", "instance", "job", "shard"})
 _LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _ENV_REF_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Environment variables whose values are treated as secrets wherever they are used.
@@ -65,8 +66,14 @@ class GlobalConfig(_Strict):
     labels: dict[str, str] = Field(default_factory=dict)
     history_size: int = Field(default=20, ge=1, le=1000)
     demo: bool = False
+    shard: str | None = None  # "i/n": run only this shard's probes (exporter/sharding.py)
 
     _labels = field_validator("labels")(_check_labels)
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, value: str | None) -> str | None:
+        return None if value is None else str(sharding.parse_shard(value))
 
     @field_validator("default_interval", "default_timeout")
     @classmethod
@@ -186,7 +193,7 @@ def parse_config(
         specs.append(spec)
     if errors:
         raise ConfigError(errors)
-    return Config(raw.global_, tuple(specs), source)
+    return sharding.apply(Config(raw.global_, tuple(specs), source))
 
 
 def _build_probe(

@@ -144,21 +144,29 @@ class ProbeCollector(Collector):
             "How late scheduled probe runs started against their schedule.", "histogram",
         )
         assert build and reload_ok and reload_at and configured and in_flight and lag
+        # A sharded process labels its own series too: a shard with no probes still shows.
+        base = {"shard": store.shard} if store.shard else {}
         build.add_sample(
             f"{_NAMESPACE}_build_info",
-            {"version": __version__, "python_version": platform.python_version()}, 1.0,
+            {**base, "version": __version__, "python_version": platform.python_version()}, 1.0,
         )
         reload_ok.add_sample(
-            f"{_NAMESPACE}_config_last_reload_successful", {},
+            f"{_NAMESPACE}_config_last_reload_successful", base,
             1.0 if store.last_reload_successful else 0.0,
         )
         reload_at.add_sample(
-            f"{_NAMESPACE}_config_last_reload_success_timestamp_seconds", {},
+            f"{_NAMESPACE}_config_last_reload_success_timestamp_seconds", base,
             store.last_reload_success_at or 0.0,
         )
-        configured.add_sample(f"{_NAMESPACE}_probes", {}, len(store.probes))
-        in_flight.add_sample(f"{_NAMESPACE}_probes_in_flight", {}, store.in_flight)
-        _histogram(lag, f"{_NAMESPACE}_scheduler_lag_seconds", {}, store.lag)
+        configured.add_sample(f"{_NAMESPACE}_probes", base, len(store.probes))
+        in_flight.add_sample(f"{_NAMESPACE}_probes_in_flight", base, store.in_flight)
+        _histogram(lag, f"{_NAMESPACE}_scheduler_lag_seconds", base, store.lag)
+        if store.shard:
+            shards = f(f"{_NAMESPACE}_shards", "Number of shards the probes are split over.",
+                       "gauge")
+            assert shards
+            shards.add_sample(f"{_NAMESPACE}_shards", base,
+                              float(store.shard.partition("/")[2]))
 
 
 def make_registry(store: ResultStore, only_probe: str | None = None) -> CollectorRegistry:

@@ -107,11 +107,13 @@ class ResultStore:
         self.last_reload_successful = True
         self.last_reload_success_at: float | None = None
         self.last_reload_error: list[str] = []
+        self.shard: str | None = None  # "i/n" when sharded: a label on the self-metrics
 
     def apply_config(self, config: Config) -> None:
         """Track the probes of ``config``; counters survive for probes whose identity
         (name, kind and labels) did not change."""
         self.history_size = config.global_.history_size
+        self.shard = config.global_.shard
         kept: dict[str, ProbeRecord] = {}
         for spec in config.probes:
             reasons = COMMON_REASONS | spec.kind_impl.reasons
