@@ -155,6 +155,17 @@ async def run(config: KubernetesConfig, state: KubeState) -> ProbeResult:
     secrets: dict[tuple[str, str], _Secret | KubeError] = {}
     timeout = config.client_timeout
     started = time.monotonic()
+    try:
+        with anyio.fail_after(timeout):
+            await state.client.api()
+    except (KubeError, TimeoutError) as exc:
+        # An unreadable kubeconfig is one problem, not one per resource and namespace.
+        problem = exc if isinstance(exc, KubeError) else KubeError("timeout", "client setup")
+        return ProbeResult.fail(
+            problem.reason,
+            km.new_families().metrics(),
+            (f"API: {target(config)}", f"client: {problem.reason} ({problem.message})"),
+        )
 
     async def fetch(ns: str, plan: _Plan) -> None:
         try:

@@ -512,5 +512,7 @@ def test_config_validation_and_target(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_unreadable_kubeconfig_is_config(tmp_path: Path) -> None:
-    result = await probe(KubernetesConfig(kubeconfig=tmp_path / "missing"))
+    result = await probe(KubernetesConfig(kubeconfig=tmp_path / "missing"), runs=6)
     assert not result.success and result.reason == "config"
+    # One unreadable kubeconfig is reported once, not once per resource.
+    assert sum("cannot load kubernetes config" in line for line in result.detail) == 1
