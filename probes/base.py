@@ -17,6 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Generic, Literal, NamedTuple, Protocol, TypeVar
 
+import anyio.to_thread
 from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr, model_validator
 
 
@@ -190,6 +191,9 @@ class ProbeKind(Generic[ConfigT, StateT]):
     that must poll politely (a vendor's status page). ``failure_metrics`` are reported
     when a run produced no metrics of its own (the hard deadline cut it off, or it
     raised): the kind's ``*_up 0``, so that "down" alerts fire rather than go quiet.
+    ``sample_labels`` names every label the kind's own samples can carry (``namespace``,
+    ``queue``...): a static label of the same name would collide with it on export, so
+    the config rejects one.
     """
 
     name: str
@@ -200,6 +204,7 @@ class ProbeKind(Generic[ConfigT, StateT]):
     reasons: frozenset[str] = field(default_factory=frozenset)
     default_interval: float | None = None
     failure_metrics: tuple[Metric, ...] = ()
+    sample_labels: frozenset[str] = field(default_factory=frozenset)
 
 
 # --- Config helpers shared by every kind --------------------------------------------------
@@ -256,19 +261,46 @@ class KindConfig(BaseModel):
         return self
 
 
+# The value last read from each secret file, so that redaction can mask file secrets as
+# it masks ${VAR} ones. Written from worker threads; a dict item assignment is atomic.
+_FILE_SECRET_VALUES: dict[Path, str] = {}
+
+
 def read_secret(inline: SecretStr | None, file: Path | None, what: str = "secret") -> str | None:
     """The value of an inline secret (already ``${ENV}``-expanded) or of a ``*_file`` key.
 
     Raises ``ValueError`` naming ``what`` (never the value) when the file is unreadable.
+    This reads the file in the calling thread: from a probe's ``run``, use
+    :func:`read_secret_async`.
     """
     if inline is not None:
         return inline.get_secret_value()
     if file is not None:
         try:
-            return file.read_text(encoding="utf-8").rstrip("\r\n")
+            value = file.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
             raise ValueError(f"cannot read {what} file {file}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{what} file {file} is not UTF-8 text") from None
+        if value:
+            _FILE_SECRET_VALUES[file] = value
+        return value
     return None
+
+
+async def read_secret_async(
+    inline: SecretStr | None, file: Path | None, what: str = "secret"
+) -> str | None:
+    """:func:`read_secret` with the file read in a worker thread: a secret file can sit on
+    a slow mount, and a probe's run must never block the event loop."""
+    if file is None:
+        return read_secret(inline, None, what)
+    return await anyio.to_thread.run_sync(read_secret, inline, file, what)
+
+
+def file_secret_values(files: Iterable[Path]) -> frozenset[str]:
+    """The values last read from these secret files (for redaction)."""
+    return frozenset(v for f in files if (v := _FILE_SECRET_VALUES.get(f)) is not None)
 
 
 def parse_timestamp(value: Any) -> float | None:

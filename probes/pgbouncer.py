@@ -245,7 +245,7 @@ async def run(config: PgBouncerConfig, state: PgBouncerState) -> ProbeResult:
     detail: list[str] = []
     async with state.lock:
         try:
-            params = config.conn_params()
+            params = await config.read_conn_params()
         except ValueError as exc:
             return ProbeResult.fail(Reason.CONFIG, [_up(0)], [f"config: {exc}"])
         try:

@@ -22,6 +22,7 @@ from probes.base import (
     KindConfig,
     Reason,
     read_secret,
+    read_secret_async,
     reason_for_exception,
 )
 
@@ -142,10 +143,22 @@ class PgConnConfig(KindConfig):
     def conn_params(self) -> dict[str, Any]:
         """libpq parameters (may contain the password: never log them).
 
-        Raises ``ValueError`` when a secret file is unreadable or the DSN file is invalid.
+        Reads secret files in the calling thread: a probe's run uses
+        :meth:`read_conn_params`. Raises ``ValueError`` when a secret file is unreadable
+        or the DSN file is invalid.
         """
-        params: dict[str, Any] = {}
         dsn = read_secret(self.dsn, self.dsn_file, "dsn")
+        password = read_secret(self.password, self.password_file, "password")
+        return self._params(dsn, password)
+
+    async def read_conn_params(self) -> dict[str, Any]:
+        """:meth:`conn_params` with the secret files read off the event loop."""
+        dsn = await read_secret_async(self.dsn, self.dsn_file, "dsn")
+        password = await read_secret_async(self.password, self.password_file, "password")
+        return self._params(dsn, password)
+
+    def _params(self, dsn: str | None, password: str | None) -> dict[str, Any]:
+        params: dict[str, Any] = {}
         if dsn:
             try:
                 params.update(conninfo_to_dict(dsn))
@@ -156,7 +169,6 @@ class PgConnConfig(KindConfig):
             value = getattr(self, key)
             if value is not None and (key in explicit or key not in params):
                 params[key] = value
-        password = read_secret(self.password, self.password_file, "password")
         if password is not None:
             params["password"] = password
         params["application_name"] = APPLICATION_NAME
@@ -172,11 +184,15 @@ class PgConnConfig(KindConfig):
         return max(2, math.ceil(self.effective_connect_timeout()))
 
     def target_text(self) -> str:
-        """``host:port/dbname`` without user or password."""
-        try:
-            params = self.conn_params()
-        except ValueError:
-            params = {"host": self.host, "port": self.port, "dbname": self.dbname}
+        """``host:port/dbname`` without user or password.
+
+        Never reads a secret file: the target is shown on pages rendered on the event
+        loop, and a missing file must not change what is shown.
+        """
+        dsn = self.dsn.get_secret_value() if self.dsn is not None else None
+        params = self._params(dsn, None)
+        if self.dsn_file is not None and "host" not in self.model_fields_set:
+            return f"(dsn_file {self.dsn_file})"
         host = str(params.get("host") or "localhost")
         port = str(params.get("port") or 5432)
         dbname = str(params.get("dbname") or params.get("user") or "")

@@ -139,7 +139,7 @@ async def run(config: PostgresConfig, state: PostgresState) -> ProbeResult:
         out.add(counter("pg_connection_opens", "Held connections opened by this probe.",
                         state.opens))
         try:
-            params = config.conn_params()
+            params = await config.read_conn_params()
         except ValueError as exc:
             out.detail.append(f"config: {exc}")
             return out.result(Reason.CONFIG)

@@ -33,7 +33,7 @@ from probes.base import (
     Reason,
     format_duration,
     gauge,
-    read_secret,
+    read_secret_async,
 )
 from probes.redis.queues import (
     FESTIVALS_QUEUES,
@@ -246,7 +246,7 @@ def _up(value: float) -> Metric:
 async def run(config: RedisConfig, state: RedisState) -> ProbeResult:
     detail = [f"connect {target(config)} (timeout {format_duration(config.client_timeout)})"]
     try:
-        password = read_secret(config.password, config.password_file, "password")
+        password = await read_secret_async(config.password, config.password_file, "password")
     except ValueError as exc:
         return ProbeResult.fail(Reason.CONFIG, [_up(0)], [*detail, str(exc)])
     if config.ca_file is not None and not config.ca_file.is_file():
