@@ -282,4 +282,5 @@ KIND: ProbeKind[PgBouncerConfig, PgBouncerState] = ProbeKind(
     target=_target,
     reasons=CONNECTION_REASONS,
     failure_metrics=(_up(0),),
+    sample_labels=frozenset({"database", "user", "version"}),
 )

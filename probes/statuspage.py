@@ -573,4 +573,7 @@ KIND = ProbeKind(
             UNEXPECTED_FORMAT,
         }
     ),
+    sample_labels=frozenset({
+        "component", "description", "format", "impact", "indicator", "status"
+    }),
 )

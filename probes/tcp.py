@@ -241,4 +241,5 @@ KIND: ProbeKind[TcpConfig, TcpState] = ProbeKind(
     new_state=new_state,
     target=target,
     reasons=COMMON_REASONS | {Reason.UNREACHABLE, Reason.TLS, Reason.VALIDATION, Reason.CONFIG},
+    sample_labels=frozenset({"address", "version"}),
 )

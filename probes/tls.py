@@ -536,4 +536,8 @@ KIND = ProbeKind(
         }
     )
     | frozenset(certs_mod.VERIFY_REASONS),
+    sample_labels=frozenset({
+        "ca", "issuer_cn", "key_bits", "key_type", "position", "reason", "self_signed", "serial",
+        "source", "subject_cn", "version"
+    }),
 )

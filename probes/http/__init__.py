@@ -678,6 +678,7 @@ KIND: ProbeKind[HttpConfig, HttpState] = ProbeKind(
         Reason.TOO_LARGE,
         Reason.CONFIG,
     },
+    sample_labels=frozenset({"address", "phase", "version"}),
 )
 
 __all__ = ["KIND", "HttpConfig", "HttpState", "IpProtocol"]

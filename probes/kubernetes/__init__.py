@@ -538,4 +538,9 @@ KIND: ProbeKind[KubernetesConfig, KubeState] = ProbeKind(
             Reason.INTERNAL,
         }
     ),
+    sample_labels=frozenset({
+        "condition", "container", "deployment", "horizontalpodautoscaler", "host", "ingress",
+        "name", "namespace", "object_kind", "path", "phase", "pod", "reason", "resource",
+        "secret", "service_name", "service_port", "source", "status", "tls_host", "unit"
+    }),
 )

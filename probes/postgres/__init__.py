@@ -334,4 +334,5 @@ KIND: ProbeKind[PostgresConfig, PostgresState] = ProbeKind(
     target=_target,
     reasons=CONNECTION_REASONS | {EXTENSION_MISSING},
     failure_metrics=(_up(0),),
+    sample_labels=frozenset({"datname", "query", "queryid", "state", "user", "version"}),
 )

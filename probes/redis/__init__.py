@@ -357,4 +357,7 @@ KIND: ProbeKind[RedisConfig, RedisState] = ProbeKind(
         }
     ),
     failure_metrics=(_up(0),),
+    sample_labels=frozenset({
+        "db", "group", "key", "queue", "redis_mode", "redis_version", "role", "stream"
+    }),
 )
