@@ -34,7 +34,7 @@ test: services lint unit
 ## Installs the peers it compares against (blackbox, postgres and redis exporters, nginx).
 bench: $(STAMP) services
 	bash scripts/ensure-bench.sh
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,61 +1,33 @@
-"""Server cost of one ``postgres`` probe run vs. a postgres_exporter-style scrape.
+"""Server cost of one ``postgres`` probe run vs. a scrape of Debian's postgres_exporter.
 
-Starts a private PostgreSQL (pg_stat_statements preloaded, ``track = all``), then runs, each
-as its own role so pg_stat_statements separates them:
-
-* the probe (held connection; new-client check on, and off),
-* a baseline mimicking postgres_exporter 0.11 defaults: a NEW connection per scrape and
-  11 statements (the collectors it runs by default).
-
-Reports statements and server execution time per run (from pg_stat_statements), client
-wall time per run, and connections opened per run. Ratios are against the baseline of the
-same run; absolute times are for context.
+Starts a private PostgreSQL (pg_stat_statements preloaded, ``track = all``) and Debian's
+``prometheus-postgres-exporter`` (default collectors) on free loopback ports. Each side
+connects as its own role to its own database, so pg_stat_statements and
+``pg_stat_database.sessions`` separate them. The sides alternate in rounds; per probe run
+or scrape the table reports statements, server execution time, new connections and client
+wall time.
 """
 
 from __future__ import annotations
 
 import shutil
+import statistics
+import subprocess
 import time
 from typing import Any
 
 import anyio
+import httpx
 import psycopg
 
+from bench.peers import free_port, start, stop
+from bench.report import Row
 from probes.postgres import KIND, PostgresState
 from tests.probes_postgres._cluster import Cluster, make_template, make_workdir
 
-RUNS = 200
-
-# What postgres_exporter 0.11 runs per scrape with default collectors (11 statements).
-BASELINE_SQL = (
-    "SELECT version()",
-    "SELECT pg_is_in_recovery()",
-    "SELECT name, setting, COALESCE(unit, ''), short_desc, vartype FROM pg_settings "
-    "WHERE vartype IN ('bool', 'integer', 'real')",
-    "SELECT datname, numbackends, xact_commit, xact_rollback, blks_read, blks_hit, "
-    "tup_returned, tup_fetched, tup_inserted, tup_updated, tup_deleted, conflicts, "
-    "temp_files, temp_bytes, deadlocks, blk_read_time, blk_write_time, stats_reset "
-    "FROM pg_stat_database",
-    "SELECT * FROM pg_stat_database_conflicts",
-    "SELECT pg_database.datname, tmp.mode, COALESCE(count, 0) FROM (VALUES ('accesssharelock'),"
-    " ('rowexclusivelock'), ('exclusivelock')) AS tmp(mode) CROSS JOIN pg_database LEFT JOIN "
-    "(SELECT database, lower(mode) AS mode, count(*) AS count FROM pg_locks "
-    "WHERE database IS NOT NULL GROUP BY database, lower(mode)) AS tmp2 "
-    "ON tmp.mode = tmp2.mode AND pg_database.oid = tmp2.database",
-    "SELECT * FROM pg_stat_bgwriter",
-    "SELECT pg_database.datname, tmp.state, COALESCE(count, 0), COALESCE(max_tx_duration, 0) "
-    "FROM (VALUES ('active'), ('idle'), ('idle in transaction'), "
-    "('idle in transaction (aborted)'), ('fastpath function call'), ('disabled')) "
-    "AS tmp(state) CROSS JOIN pg_database LEFT JOIN (SELECT datname, state, count(*) AS count,"
-    " MAX(EXTRACT(EPOCH FROM now() - xact_start))::float AS max_tx_duration "
-    "FROM pg_stat_activity GROUP BY datname, state) AS tmp2 "
-    "ON tmp.state = tmp2.state AND pg_database.datname = tmp2.datname",
-    "SELECT *, (case pg_is_in_recovery() when 't' then null else pg_current_wal_lsn() end) "
-    "AS pg_current_wal_lsn FROM pg_stat_replication",
-    "SELECT slot_name, database, active FROM pg_replication_slots",
-    "SELECT archived_count, failed_count FROM pg_stat_archiver",
-)
-
+RUNS = 100
+ROUNDS = 2
+PEER = "/usr/bin/prometheus-postgres-exporter"
 
 def _sql(cluster: Cluster, *statements: str) -> list[Any]:
     rows: list[Any] = []
@@ -77,84 +49,120 @@ def _cost(cluster: Cluster, role: str) -> tuple[float, float]:
     return float(rows[0][0]), float(rows[0][1])
 
 
-async def _probe(cluster: Cluster, role: str, check_new_client: bool) -> tuple[float, float]:
+def _sessions(cluster: Cluster, db: str) -> float:
+    rows = _sql(cluster, f"SELECT sessions FROM pg_stat_database WHERE datname = '{db}'")
+    return float(rows[0][0])
+
+
+def _reset(cluster: Cluster) -> None:
+    _sql(cluster, "SELECT pg_stat_statements_reset()")
+
+
+async def _probe_round(cluster: Cluster, check_new_client: bool) -> dict[str, float]:
+    role, db = ("fe_probe", "fe_probe") if check_new_client else ("fe_nocheck", "fe_nocheck")
     config = KIND.config_model.model_validate({
         "host": "127.0.0.1", "port": cluster.port, "user": role, "password": "bench-pw",
-        "check_new_client": check_new_client,
+        "dbname": db, "check_new_client": check_new_client,
     })
     state = PostgresState()
     try:
         result = await KIND.run(config, state)  # warm-up: opens the held connection
         assert result.success, result.detail
-        await anyio.to_thread.run_sync(_sql, cluster, "SELECT pg_stat_statements_reset()")
+        await anyio.to_thread.run_sync(_reset, cluster)
+        sessions = await anyio.to_thread.run_sync(_sessions, cluster, db)
         t0 = time.perf_counter()
         for _ in range(RUNS):
             result = await KIND.run(config, state)
             assert result.success, result.detail
         wall = (time.perf_counter() - t0) / RUNS
-        opens = (await KIND.run(config, state)).metrics
-        assert any(m.name == "pg_connection_opens" and m.samples[0].value == 1 for m in opens)
+        opened = await anyio.to_thread.run_sync(_sessions, cluster, db) - sessions
     finally:
         await state.aclose()
-    return wall, float(RUNS)
+    calls, ms = await anyio.to_thread.run_sync(_cost, cluster, role)
+    return {"stmts": calls / RUNS, "ms": ms / RUNS, "conns": opened / RUNS, "wall": wall}
 
 
-async def _baseline(cluster: Cluster, role: str) -> float:
-    await anyio.to_thread.run_sync(_sql, cluster, "SELECT pg_stat_statements_reset()")
-    t0 = time.perf_counter()
-    for _ in range(RUNS):
-        conn = await psycopg.AsyncConnection.connect(
-            host="127.0.0.1", port=cluster.port, user=role, password="bench-pw",
-            dbname="postgres", autocommit=True)
-        async with conn:
-            for stmt in BASELINE_SQL:
-                cur = await conn.execute(stmt.encode())
-                await cur.fetchall()
-    return (time.perf_counter() - t0) / RUNS
+async def _peer_round(cluster: Cluster, port: int) -> dict[str, float]:
+    await anyio.to_thread.run_sync(_reset, cluster)
+    sessions = await anyio.to_thread.run_sync(_sessions, cluster, "fe_peer")
+    async with httpx.AsyncClient(timeout=30) as http:
+        t0 = time.perf_counter()
+        for _ in range(RUNS):
+            response = await http.get(f"http://127.0.0.1:{port}/metrics")
+            response.raise_for_status()
+        wall = (time.perf_counter() - t0) / RUNS
+    assert "pg_up 1" in response.text, "postgres_exporter did not reach the server"
+    opened = await anyio.to_thread.run_sync(_sessions, cluster, "fe_peer") - sessions
+    calls, ms = await anyio.to_thread.run_sync(_cost, cluster, "fe_peer")
+    return {"stmts": calls / RUNS, "ms": ms / RUNS, "conns": opened / RUNS, "wall": wall}
 
 
-def main() -> None:
+def _mean(rounds: list[dict[str, float]], key: str) -> float:
+    return statistics.fmean(r[key] for r in rounds)
+
+
+def main() -> list[Row]:
     base = make_workdir("fe-pgbench-")
     cluster = Cluster(make_template(base), max_connections=50)
     with (cluster.data / "postgresql.conf").open("a") as f:
-        f.write("pg_stat_statements.track = all\npg_stat_statements.track_utility = on\n")
+        f.write("pg_stat_statements.track = all\npg_stat_statements.track_utility = off\n")
     cluster.start()
+    procs: list[subprocess.Popen[bytes]] = []
     try:
-        roles = ("fe_probe", "fe_probe_nocheck", "fe_naive")
+        roles = ("fe_probe", "fe_nocheck", "fe_peer")
         _sql(cluster, "CREATE EXTENSION pg_stat_statements", *(
             f"CREATE ROLE {r} LOGIN PASSWORD 'bench-pw' IN ROLE pg_monitor" for r in roles))
+        _sql(cluster, *(f"CREATE DATABASE {r} OWNER {r}" for r in roles))
+        for db in roles:  # the probe's slow-query part reads it in its own database
+            with psycopg.connect(cluster.admin_dsn(db), autocommit=True) as conn:
+                conn.execute(b"CREATE EXTENSION pg_stat_statements")
+        port = free_port()
+        dsn = (f"postgresql://fe_peer:bench-pw@127.0.0.1:{cluster.port}/fe_peer"
+               "?sslmode=disable")
+        procs.append(start(
+            [PEER, f"--web.listen-address=127.0.0.1:{port}", "--log.level=error"],
+            port, env={"DATA_SOURCE_NAME": dsn},
+        ))
 
-        async def measure() -> dict[str, tuple[float, float, float, int]]:
-            out: dict[str, tuple[float, float, float, int]] = {}
-            for role, check in (("fe_probe", True), ("fe_probe_nocheck", False)):
-                wall, _ = await _probe(cluster, role, check)
-                calls, ms = await anyio.to_thread.run_sync(_cost, cluster, role)
-                out[role] = (calls / RUNS, ms / RUNS, wall, 1 if check else 0)
-            wall = await _baseline(cluster, "fe_naive")
-            calls, ms = await anyio.to_thread.run_sync(_cost, cluster, "fe_naive")
-            out["fe_naive"] = (calls / RUNS, ms / RUNS, wall, 1)
-            return out
+        async def measure() -> tuple[list[dict[str, float]], ...]:
+            ours, nocheck, peer = [], [], []
+            for _ in range(ROUNDS):  # alternate, so load changes hit both sides
+                ours.append(await _probe_round(cluster, True))
+                peer.append(await _peer_round(cluster, port))
+                nocheck.append(await _probe_round(cluster, False))
+            return ours, nocheck, peer
 
-        results = anyio.run(measure)
-        naive = results["fe_naive"]
-        labels = {
-            "fe_probe": "probe (held conn + new-client check)",
-            "fe_probe_nocheck": "probe (held conn, check_new_client: false)",
-            "fe_naive": "baseline: new conn + 11 statements",
-        }
-        print(f"{RUNS} runs each; pg_stat_statements.track=all; PostgreSQL on 127.0.0.1")
-        print(f"{'':44} {'stmts/run':>10} {'server ms/run':>14} {'wall ms/run':>12} "
-              f"{'new conns/run':>14} {'server-time ratio':>18}")
-        for role, (stmts, ms, wall, conns) in results.items():
-            ratio = ms / naive[1] if naive[1] else float("nan")
-            print(f"{labels[role]:44} {stmts:10.1f} {ms:14.3f} {wall * 1000:12.2f} "
-                  f"{conns:14d} {ratio:18.2f}")
-        print("note: server ms is statement execution only; each new connection also costs a "
-              "backend fork + authentication that pg_stat_statements does not see.")
+        ours, nocheck, peer = anyio.run(measure)
     finally:
+        stop(procs)
         cluster.destroy()
         shutil.rmtree(base, ignore_errors=True)
-
-
-if __name__ == "__main__":
-    main()
+    command = "make bench ARGS=postgres"
+    name = "postgres_exporter 0.11"
+    rows = []
+    for key, what, unit, goal in (
+        ("stmts", "statements", "", True),
+        ("ms", "server execution time", "ms", True),
+        ("wall", "client wall time", "s", False),
+    ):
+        rows.append(Row(
+            f"postgres: {what} per run vs per scrape", _mean(ours, key), unit,
+            _mean(peer, key), name, goal="<= 1.0x" if goal else "",
+            met=(_mean(ours, key) <= _mean(peer, key)) if goal else None,
+            command=command,
+        ))
+    # check_new_client opens (and closes) one connection per run on purpose: it is the
+    # "can a new client get in" signal at max_connections. Without it the probe opens none.
+    rows.append(Row(
+        "postgres: new connections per run (check_new_client on) vs per scrape",
+        _mean(ours, "conns"), "", _mean(peer, "conns"), name, command=command,
+    ))
+    rows.append(Row(
+        "postgres: new connections per run (check_new_client: false) vs per scrape",
+        _mean(nocheck, "conns"), "", _mean(peer, "conns"), name, command=command,
+    ))
+    rows.append(Row(
+        "postgres: server time per run (check_new_client: false) vs per scrape",
+        _mean(nocheck, "ms"), "ms", _mean(peer, "ms"), name, command=command,
+    ))
+    return rows

@@ -19,6 +19,7 @@ import anyio
 import httpx
 from redis.asyncio import Redis
 
+from bench.report import Row
 from probes.redis import KIND
 from probes.redis.queues import BATCH_KEYS
 
@@ -46,7 +47,7 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
-async def _bench(redis_port: int, exporter_port: int, keys: list[str]) -> None:
+async def _bench(redis_port: int, exporter_port: int, keys: list[str]) -> list[Row]:
     async with Redis(port=redis_port) as admin:
         async with admin.pipeline(transaction=False) as pipe:
             for i, key in enumerate(keys):
@@ -79,14 +80,16 @@ async def _bench(redis_port: int, exporter_port: int, keys: list[str]) -> None:
         assert found == KEYS, f"redis_exporter reported {found} key sizes"
     probe = statistics.median(probe_times[1:])  # the first run connects
     scrape = statistics.median(scrape_times[1:])
-    print(f"keys: {KEYS}, runs: {RUNS} (median, first run excluded)")
-    print(f"festivals-exporter redis probe run: {probe * 1000:.1f} ms "
-          f"(includes PING, INFO and {-(-KEYS // BATCH_KEYS)} pipelined round trip(s))")
-    print(f"redis_exporter -check-single-keys scrape: {scrape * 1000:.1f} ms")
-    print(f"ratio probe/exporter: {probe / scrape:.2f}")
+    print(f"keys: {KEYS}, runs: {RUNS} (median, first run excluded), "
+          f"{-(-KEYS // BATCH_KEYS)} pipelined round trip(s) per probe run")
+    return [Row(
+        f"redis: one run over {KEYS:,} queue keys vs a -check-single-keys scrape",
+        probe, "s", scrape, "redis_exporter", goal="<= 1.0x", met=probe <= scrape,
+        command="make bench ARGS=redis",
+    )]
 
 
-def main() -> None:
+def main() -> list[Row]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-redis-"))
     redis_port, exporter_port = _free_port(), _free_port()
     keys = [f"festivals:queue:bench:{i}" for i in range(KEYS)]
@@ -107,7 +110,7 @@ def main() -> None:
         )
         procs.append(exporter)
         _wait_port(exporter_port, exporter)
-        anyio.run(_bench, redis_port, exporter_port, keys)
+        return anyio.run(_bench, redis_port, exporter_port, keys)
     finally:
         for proc in reversed(procs):
             proc.kill()
