@@ -108,8 +108,10 @@ def error_summary(exc: BaseException) -> str:
 class PgConnConfig(KindConfig):
     """Connection keys common to both kinds. Discrete keys override the DSN's values."""
 
-    # a rejected DSN may hold a password: keep input values out of validation errors
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+    # a rejected DSN may hold a password: keep input values out of validation errors;
+    # ``dbname: 2024`` or ``user: 1001`` are strings, though YAML reads them as numbers
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True,
+                              coerce_numbers_to_str=True)
 
     dsn: SecretStr | None = None
     dsn_file: Path | None = None

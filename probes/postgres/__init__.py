@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import anyio
 import psycopg
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from probes.base import (
     Duration,
@@ -55,6 +55,12 @@ class PostgresConfig(PgConnConfig):
     statements_info: bool = False
     check_new_client: bool = True
     reconnect_backoff_max: Duration = 30.0
+
+    @field_validator("pg_stat_statements", mode="before")
+    @classmethod
+    def _off_as_yaml_types_it(cls, value: Any) -> Any:
+        # YAML 1.1 reads an unquoted ``off`` as false: the documented value must work
+        return "off" if value is False else value
 
     def effective_statement_timeout(self) -> float:
         return max(0.001, min(self.statement_timeout, self.client_timeout))
@@ -169,6 +175,7 @@ async def _run(
     params: dict[str, Any],
     held_params: dict[str, Any],
     out: _Run,
+    replacing: bool = False,
 ) -> ProbeResult:
     connect_timeout = config.effective_connect_timeout()
     fresh = False
@@ -217,6 +224,14 @@ async def _run(
     except psycopg.Error as exc:
         reason = reason_for_pg_error(exc)
         out.add(_up(0))
+        if not fresh and not replacing and (conn.broken or conn.closed):
+            # The server ended the held connection since the last run (stopped,
+            # restarted, pg_terminate_backend): that is not the server's state now. A new
+            # connection says what it is (refused, too_many_clients, or fine), so one
+            # cause reads as one reason from the first failed run on.
+            out.detail.append(f"held connection lost ({error_summary(exc)}): reconnecting")
+            await state.drop()
+            return await _run(config, state, params, held_params, out, replacing=True)
         out.detail.append(f"query on held connection failed: {error_summary(exc)} -> {reason}")
         if conn.broken or conn.closed or reason != Reason.TIMEOUT:
             await state.drop()

@@ -22,6 +22,9 @@ WITH a AS (
   SELECT pid, datname, usename, state,
          extract(epoch FROM now() - xact_start)::float8 AS xact_age,
          extract(epoch FROM now() - query_start)::float8 AS query_age,
+         -- a session that never ran a query (a pool's spare connection) has no
+         -- query_start: it has been idle since it connected
+         extract(epoch FROM now() - coalesce(query_start, backend_start))::float8 AS idle_age,
          extract(epoch FROM now() - state_change)::float8 AS state_age,
          query
   FROM pg_stat_activity
@@ -53,18 +56,22 @@ SELECT json_build_object(
                             coalesce(max(xact_age), 0) AS max_tx
                      FROM o GROUP BY 1, 2) s),
   'idle_old', (SELECT count(*) FROM o
-               WHERE state = 'idle' AND query_age > %(idle)s::float8),
+               WHERE state = 'idle' AND idle_age > %(idle)s::float8),
   'idle_tx_old', (SELECT count(*) FROM o
                   WHERE state LIKE 'idle in transaction%%' AND state_age > %(idle_tx)s::float8),
   'max_query', (SELECT coalesce(max(query_age), 0) FROM o WHERE state = 'active'),
   'max_tx', (SELECT coalesce(max(xact_age), 0) FROM o WHERE xact_age IS NOT NULL),
   'top', (SELECT json_agg(t) FROM (
+            -- the runbook's "active queries": state != 'idle', so the idle-in-transaction
+            -- session holding locks shows beside the running ones
             SELECT pid, datname, usename, state, query_age AS seconds,
                    left(query, %(qlen)s::int) AS query
-            FROM o WHERE state = 'active'
+            FROM o WHERE state <> 'idle'
             ORDER BY query_age DESC NULLS LAST LIMIT %(n)s::int) t)
 )
 """
+
+TOP_QUERIES_TITLE = "Longest-running queries (state != 'idle')"
 
 COLUMNS_SQL = """
 SELECT coalesce(array_agg(attname::text), '{}') FROM pg_attribute
@@ -178,6 +185,11 @@ def activity_metrics(doc: Mapping[str, Any]) -> list[Metric]:
     reserved = float(doc["reserved"])
     available = max(0.0, max_conn - su_reserved - reserved)
     used = float(doc["used"])
+    # Slots are not partitioned: PostgreSQL refuses an ordinary role once no more than the
+    # reserved number of slots is free. Sessions beyond ``available`` (superusers, roles
+    # with pg_use_reserved_connections) sit in reserved slots: they do not make the
+    # ordinary pool "more than full".
+    ordinary = min(used, available)
 
     def lbl(key: tuple[str, str]) -> dict[str, str]:
         return {"datname": key[0], "state": key[1]}
@@ -228,9 +240,16 @@ def activity_metrics(doc: Mapping[str, Any]) -> list[Metric]:
             available,
         ),
         gauge(
+            "pg_connections_reserved_used",
+            "Client backends in reserved slots: pg_connections_used beyond "
+            "pg_connections_available (superusers, pg_use_reserved_connections).",
+            used - ordinary,
+        ),
+        gauge(
             "pg_connections_used_ratio",
-            "pg_connections_used / pg_connections_available (1 = ordinary clients refused).",
-            used / available if available else 1.0,
+            "Share of the ordinary slots taken, 0..1: min(used, available) / available "
+            "(1 = ordinary clients are refused).",
+            ordinary / available if available else 1.0,
         ),
         gauge(
             "pg_stat_activity_idle_over_threshold",
@@ -269,7 +288,7 @@ def activity_table(doc: Mapping[str, Any]) -> tuple[str, tuple[tuple[str, ...], 
                 redact(r["query"]),
             )
         )
-    return ("Longest-running active queries", tuple(rows))
+    return (TOP_QUERIES_TITLE, tuple(rows))
 
 
 def statements_metrics(

@@ -6,6 +6,7 @@ import psycopg
 import pytest
 from pydantic import ValidationError
 
+from exporter.config import ConfigError, parse_config
 from probes.base import Reason
 from probes.common.libpq import reason_for_pg_error
 from probes.pgbouncer import KIND as BOUNCER
@@ -102,3 +103,32 @@ def test_config_validation_and_target() -> None:
         "pgbouncer://[::1]:6432/pgbouncer")
     assert KIND.reasons >= {"too_many_clients", "auth", "not_found", "forbidden", "timeout",
                             "extension_missing"}
+
+
+@pytest.mark.parametrize(("kind", "line", "key", "expected"), [
+    # every documented value as a user types it: YAML 1.1 reads unquoted off as false,
+    # and 2024 / 1001 as numbers
+    *[("postgres", f"pg_stat_statements: {v}", "pg_stat_statements", v)
+      for v in ("auto", "require", "off")],
+    *[(kind, f"sslmode: {v}", "sslmode", v)
+      for kind in ("postgres", "pgbouncer")
+      for v in ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")],
+    ("postgres", "dbname: 2024", "dbname", "2024"),
+    ("postgres", "user: 1001", "user", "1001"),
+    ("postgres", "statements_info: yes", "statements_info", True),
+    ("postgres", "check_new_client: off", "check_new_client", False),
+    ("pgbouncer", "include_admin_pool: on", "include_admin_pool", True),
+    ("postgres", "idle_threshold: 10m", "idle_threshold", 600.0),
+    ("postgres", "idle_in_transaction_threshold: 90", "idle_in_transaction_threshold", 90.0),
+])
+def test_documented_values_work_as_typed_in_yaml(
+    kind: str, line: str, key: str, expected: object
+) -> None:
+    text = f"probes:\n  - name: p\n    kind: {kind}\n    {line}\n"
+    (spec,) = parse_config(text, {}).probes
+    assert getattr(spec.settings, key) == expected
+
+
+def test_yaml_true_is_not_a_pg_stat_statements_mode() -> None:
+    with pytest.raises(ConfigError, match="pg_stat_statements"):
+        parse_config("probes:\n  - {name: p, kind: postgres, pg_stat_statements: on}\n", {})

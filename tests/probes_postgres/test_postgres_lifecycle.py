@@ -12,12 +12,16 @@ import pytest
 from probes.base import Reason
 from probes.postgres import KIND, PostgresState
 from tests.probes_postgres._cluster import Cluster
-from tests.probes_postgres.helpers import admin_exec, exporter_backends, pg_config, poll, value
+from tests.probes_postgres.helpers import (
+    admin,
+    admin_exec,
+    exporter_backends,
+    pg_config,
+    poll,
+    value,
+)
 
 pytestmark = pytest.mark.anyio
-
-DOWN_REASONS = {Reason.REFUSED, Reason.UNREACHABLE, Reason.TIMEOUT}
-
 
 async def _until_ok(config: Any, state: PostgresState, timeout: float = 15) -> None:
     async def ok() -> bool:
@@ -41,20 +45,23 @@ async def test_stopped_restarted_paused_no_leaks(pg_private: Cluster) -> None:
         assert (await KIND.run(config, state)).success
         await _backends(pg_private, 1)
 
-        # stopped: down with a reason, then recovers by itself once started again
+        # stopped: refused from the first failed run on (the held connection's loss is
+        # not a reason of its own), then recovers by itself once started again
         await anyio.to_thread.run_sync(pg_private.stop)
         down = await KIND.run(config, state)
-        assert not down.success and down.reason in DOWN_REASONS, down.detail
+        assert not down.success and down.reason == Reason.REFUSED, down.detail
         assert value(down, "pg_up") == 0
         again = await KIND.run(config, state)  # backing off or retrying: still down, fast
-        assert not again.success and value(again, "pg_up") == 0
+        assert not again.success and again.reason == Reason.REFUSED, again.detail
+        assert value(again, "pg_up") == 0
         await anyio.to_thread.run_sync(pg_private.start)
         await _until_ok(config, state)
         await _backends(pg_private, 1)
 
-        # restarted under the held connection
+        # restarted under the held connection: the next run replaces it and succeeds
         await anyio.to_thread.run_sync(pg_private.restart)
-        await _until_ok(config, state)
+        back = await KIND.run(config, state)
+        assert back.success, back.detail
         await _backends(pg_private, 1)
 
         # paused (SIGSTOP): the client deadline fires, nothing hangs
@@ -128,6 +135,17 @@ async def test_exhaustion_held_connection_keeps_reporting(pg_small: Cluster) -> 
         assert value(full, "pg_connections_used") == 5
         assert value(full, "pg_connections_used_ratio") == 1
         assert value(full, "pg_stat_activity_connections", datname="postgres", state="idle") == 4
+        assert value(full, "pg_connections_reserved_used") == 0
+        # superusers take the reserved slots: the ordinary pool is full, not "140 %" full
+        supers = [await admin(pg_small) for _ in range(2)]
+        try:
+            beyond = await KIND.run(config, state)
+        finally:
+            for s in supers:
+                await s.close()
+        assert value(beyond, "pg_connections_used") == 7
+        assert value(beyond, "pg_connections_reserved_used") == 2
+        assert value(beyond, "pg_connections_used_ratio") == 1
         await hogs.pop().close()
 
         async def accepted() -> bool:

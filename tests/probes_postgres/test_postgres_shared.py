@@ -9,6 +9,7 @@ import pytest
 
 from probes.base import ProbeResult, Reason
 from probes.postgres import KIND, PostgresState
+from probes.postgres.sql import TOP_QUERIES_TITLE
 from tests.probes_postgres._cluster import SUPERUSER_PASSWORD, Cluster
 from tests.probes_postgres.helpers import (
     admin,
@@ -21,6 +22,7 @@ from tests.probes_postgres.helpers import (
     value,
 )
 from tests.promtool import assert_promtool_clean
+from tests.runs import run_once
 
 pytestmark = [pytest.mark.anyio, pytest.mark.xdist_group("pg_shared")]
 
@@ -78,9 +80,13 @@ async def test_counts_by_state_and_thresholds(pg_shared: Cluster) -> None:
             assert value(result, "pg_stat_activity_max_tx_duration", datname="t_states",
                          state="idle in transaction") > 0.3
             assert value(result, "pg_stat_activity_oldest_transaction_seconds") > 0.3
-            table = dict(result.tables)["Longest-running active queries"]
+            table = dict(result.tables)[TOP_QUERIES_TITLE]
             assert table[0][0] == "pid"
             assert any("pg_sleep" in row[-1] and row[2] == "active" for row in table[1:])
+            # the runbook's state != 'idle': the idle-in-transaction pid to terminate too
+            assert (str(in_tx.info.backend_pid), "idle in transaction") in {
+                (row[0], row[2]) for row in table[1:]}
+            assert str(idle.info.backend_pid) not in {row[0] for row in table[1:]}
         # "used" counts every client backend, the exporter's own included
         assert value(result, "pg_connections_used") >= 4
         assert value(result, "pg_settings_max_connections") == 20
@@ -188,7 +194,7 @@ async def test_least_privilege_role_and_role_without_pg_monitor(pg_shared: Clust
         assert good.success, good.detail
         assert value(good, "pg_role_pg_monitor") == 1
         assert value(good, "pg_stat_activity_connections", datname="postgres", state="active") >= 1
-        table = dict(good.tables)["Longest-running active queries"]
+        table = dict(good.tables)[TOP_QUERIES_TITLE]
         assert any("pg_sleep" in row[-1] for row in table[1:])
         assert value(good, "pg_stat_statements_available") == 1
 
@@ -291,21 +297,54 @@ async def test_slow_queries_top_k_bounded(pg_shared: Cluster) -> None:
 
 
 async def test_broken_held_connection_is_replaced(pg_shared: Cluster) -> None:
+    """A terminated held connection (pg_terminate_backend, idle_session_timeout) is replaced
+    in the same run: the server is up, so the run succeeds."""
     config = pg_config(pg_shared, reconnect_backoff_max=0.05)
     state = PostgresState()
     try:
         assert (await KIND.run(config, state)).success
         await admin_exec(pg_shared, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                          "WHERE application_name = 'festivals-exporter'")
-        broken = await KIND.run(config, state)
-        assert not broken.success and value(broken, "pg_up") == 0
-        assert broken.reason in {Reason.UNREACHABLE, "unreachable"}
-
-        async def recovered() -> bool:
-            return (await KIND.run(config, state)).success
-
-        await poll(recovered, timeout=5)
+        replaced = await KIND.run(config, state)
+        assert replaced.success, replaced.detail
+        assert value(replaced, "pg_up") == 1 and value(replaced, "pg_connection_opens") == 2
+        assert any(line.startswith("held connection lost") for line in replaced.detail)
         assert await exporter_backends(pg_shared) == 1
     finally:
         await state.aclose()
     assert state.conn is None
+
+
+async def test_sessions_that_never_ran_a_query_count_as_idle(pg_shared: Cluster) -> None:
+    """A pool's spare connections have no query_start; they are what the runbook kills."""
+    await _fresh_db(pg_shared, "t_unused")
+    config = pg_config(pg_shared, idle_threshold="300ms", pg_stat_statements="off")
+    spare = [await admin(pg_shared, "t_unused") for _ in range(10)]
+    try:
+        rows = await admin_exec(pg_shared, "SELECT count(*) FROM pg_stat_activity WHERE "
+                                "datname = 't_unused' AND query_start IS NULL")
+        assert rows[0][0] == 10
+        await anyio.sleep(0.4)
+        result = await run_once(KIND, config)
+        assert result.success, result.detail
+        assert value(result, "pg_stat_activity_idle_over_threshold") >= 10
+    finally:
+        for c in spare:
+            await c.close()
+
+
+async def test_twelve_runs_on_one_held_connection(pg_shared: Cluster) -> None:
+    """Every statement of a run is repeated on one connection: nothing may change on the
+    sixth use (psycopg prepares a query then, unless told not to)."""
+    state = PostgresState()
+    results: list[ProbeResult] = []
+    try:
+        for _ in range(12):
+            results.append(await KIND.run(pg_config(pg_shared, statements_info=True), state))
+            assert await exporter_backends(pg_shared) == 1
+    finally:
+        await state.aclose()
+    assert [(n, r.reason) for n, r in enumerate(results) if not r.success] == []
+    assert {value(r, "pg_connection_opens") for r in results} == {1}
+    assert all(value(r, "pg_stat_statements_available") == 1 for r in results)
+    assert all(value(r, "pg_new_client_up") == 1 for r in results)
