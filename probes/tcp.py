@@ -32,8 +32,8 @@ from probes.common.net import (
     classify,
     host_port,
     ip_version,
-    make_ssl_context,
     resolve,
+    shared_ssl_context,
     tls_metrics,
 )
 
@@ -70,16 +70,17 @@ class TcpConfig(KindConfig):
 
 
 class TcpState:
-    """Keeps the TLS context between runs (loading CA files is slow)."""
+    """Holds the TLS context shared by every probe with the same TLS setting, so that it
+    stays alive between runs (loading CA files is slow)."""
+
+    __slots__ = ("ssl_context",)
 
     def __init__(self) -> None:
         self.ssl_context: ssl.SSLContext | None = None
 
     async def context(self, config: TcpConfig) -> ssl.SSLContext:
         if self.ssl_context is None:
-            self.ssl_context = await anyio.to_thread.run_sync(
-                make_ssl_context, config.tls_verify, config.ca_file
-            )
+            self.ssl_context = await shared_ssl_context(config.tls_verify, config.ca_file)
         return self.ssl_context
 
     async def aclose(self) -> None:

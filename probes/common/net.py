@@ -7,10 +7,12 @@ figures and the mapping of library exceptions to :class:`probes.base.Reason` val
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import socket
 import ssl
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,31 +94,93 @@ def _gai_text(exc: BaseException) -> str:
 
 
 def make_ssl_context(verify: bool, ca_file: Path | None) -> ssl.SSLContext:
-    """A client TLS context. Blocking (reads CA files): call it in a worker thread."""
+    """A client TLS context. Blocking (reads CA files): call it in a worker thread.
+
+    The CN fallback is off: a certificate whose only name is its subject CN is a hostname
+    mismatch, as Chrome, Go and the ``tls`` probe say (Python's default still accepts it).
+    """
     if not verify:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
+    elif ca_file is not None:
+        ctx = ssl.create_default_context(cafile=str(ca_file))
+    else:
+        import certifi
+
+        ctx = ssl.create_default_context(cafile=certifi.where())
+    ctx.hostname_checks_common_name = False
+    return ctx
+
+
+# One context per distinct TLS setting, shared by every probe that uses it: building one
+# from certifi costs tens of milliseconds of CPU and most of a megabyte. Weak values: when
+# the last probe holding a context is gone (a reload changed them all), a changed CA file
+# is read again by the next one.
+_CONTEXTS: weakref.WeakValueDictionary[tuple[bool, str], ssl.SSLContext] = (
+    weakref.WeakValueDictionary()
+)
+_CONTEXTS_LOCK: anyio.Lock | None = None
+
+
+async def shared_ssl_context(verify: bool, ca_file: Path | None) -> ssl.SSLContext:
+    """The shared client context for this setting, built once in a worker thread.
+
+    Raises ``OSError``/``ssl.SSLError`` when ``ca_file`` cannot be loaded (reason ``config``).
+    """
+    global _CONTEXTS_LOCK
+    key = (verify, str(ca_file) if ca_file is not None and verify else "")
+    ctx = _CONTEXTS.get(key)
+    if ctx is not None:
         return ctx
-    if ca_file is not None:
-        return ssl.create_default_context(cafile=str(ca_file))
-    import certifi
+    if _CONTEXTS_LOCK is None:
+        _CONTEXTS_LOCK = anyio.Lock()
+    # One build per setting even when 10,000 probes start at once.
+    async with _CONTEXTS_LOCK:
+        ctx = _CONTEXTS.get(key)
+        if ctx is None:
+            ctx = await anyio.to_thread.run_sync(make_ssl_context, verify, ca_file)
+            _CONTEXTS[key] = ctx
+    return ctx
 
-    return ssl.create_default_context(cafile=certifi.where())
 
-
-def leaf_expiry(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> float | None:
-    """Unix seconds of the peer (leaf) certificate's notAfter, also when not verified."""
-    if ssl_object is None:
-        return None
-    der = ssl_object.getpeercert(binary_form=True)
-    if not der:
-        return None
+@functools.lru_cache(maxsize=4096)
+def _der_not_after(der: bytes) -> float | None:
+    # Cached: the same few certificates come back on every run of every probe.
     try:
-        cert = x509.load_der_x509_certificate(der)
+        return x509.load_der_x509_certificate(der).not_valid_after_utc.timestamp()
     except ValueError:
         return None
-    return cert.not_valid_after_utc.timestamp()
+
+
+def presented_chain(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> list[bytes]:
+    """DER certificates the peer presented, leaf first, also when not verified.
+
+    ``get_unverified_chain`` is public from Python 3.13 and private (``_sslobj``) before;
+    where neither exists, the leaf alone.
+    """
+    public = getattr(ssl_object, "get_unverified_chain", None)
+    if public is None:
+        public = getattr(getattr(ssl_object, "_sslobj", None), "get_unverified_chain", None)
+    if public is not None:
+        chain = public() or []
+        out = [c if isinstance(c, bytes) else c.public_bytes(_DER) for c in chain]
+        if out:
+            return out
+    leaf = ssl_object.getpeercert(binary_form=True)
+    return [leaf] if leaf else []
+
+
+_DER = 2  # _ssl.ENCODING_DER, what the private chain objects' public_bytes() takes
+
+
+def earliest_expiry(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> float | None:
+    """Unix seconds of the earliest notAfter among the presented certificates, as
+    blackbox_exporter's ``probe_ssl_earliest_cert_expiry`` (not the leaf alone)."""
+    if ssl_object is None:
+        return None
+    dates = [d for der in presented_chain(ssl_object) if (d := _der_not_after(der)) is not None]
+    return min(dates) if dates else None
 
 
 def tls_metrics(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> list[Metric]:
@@ -124,12 +188,12 @@ def tls_metrics(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> list[Metric
     out: list[Metric] = []
     if ssl_object is None:
         return out
-    expiry = leaf_expiry(ssl_object)
+    expiry = earliest_expiry(ssl_object)
     if expiry is not None:
         out.append(
             gauge(
                 "probe_ssl_earliest_cert_expiry",
-                "Expiry of the peer (leaf) certificate, unix seconds.",
+                "Earliest expiry of the certificates the peer presented, unix seconds.",
                 expiry,
             )
         )

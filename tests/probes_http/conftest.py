@@ -343,3 +343,105 @@ def closed_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
     return port
+
+
+# --- certificate chains of the issue-10 cases (built with cryptography, any dates) ------
+
+
+@dataclass
+class Chain:
+    """A root to trust (``ca_file``) and a server presenting ``leaf`` + ``intermediate``."""
+
+    ca_file: Path
+    leaf_not_after: float
+    intermediate_not_after: float
+    server_ctx: ssl.SSLContext
+
+
+def _server_ctx(tmp: Path, chain_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
+    (tmp / "chain.pem").write_bytes(chain_pem)
+    (tmp / "key.pem").write_bytes(key_pem)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(tmp / "chain.pem"), str(tmp / "key.pem"))
+    return ctx
+
+
+@pytest.fixture(scope="session")
+def short_intermediate_chain(tmp_path_factory: pytest.TempPathFactory) -> Chain:
+    """The intermediate expires in 5 days, the leaf in 200 (as in issue 10)."""
+    from tests.probes_tls import certgen
+
+    tmp = tmp_path_factory.mktemp("chain")
+    root = certgen.make_ca("http-test-root")
+    inter = certgen.make_ca(
+        "http-test-intermediate", issuer=root, not_after=certgen.now() + 5 * certgen.DAY
+    )
+    leaf = certgen.make_leaf(inter, ("localhost", "127.0.0.1"),
+                             not_after=certgen.now() + 200 * certgen.DAY)
+    (tmp / "root.pem").write_bytes(root.pem)
+    return Chain(tmp / "root.pem", leaf.not_after, inter.not_after,
+                 _server_ctx(tmp, leaf.pem + inter.pem, leaf.key_pem))
+
+
+@pytest.fixture(scope="session")
+def cn_only_chain(tmp_path_factory: pytest.TempPathFactory) -> Chain:
+    """A leaf whose only name is ``CN=localhost`` (no subjectAltName), from a trusted root."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    from tests.probes_tls import certgen
+
+    tmp = tmp_path_factory.mktemp("cn-only")
+    root = certgen.make_ca("http-test-cn-root")
+    key = certgen.ec_key(5)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(root.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(certgen.now() - certgen.DAY)
+        .not_valid_after(certgen.now() + 90 * certgen.DAY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(root.key, hashes.SHA256())
+    )
+    leaf = certgen.Issued(cert, key)
+    (tmp / "root.pem").write_bytes(root.pem)
+    return Chain(tmp / "root.pem", leaf.not_after, root.not_after,
+                 _server_ctx(tmp, leaf.pem, leaf.key_pem))
+
+
+def _https_with(ctx: ssl.SSLContext) -> Server:
+    srv = Server(("127.0.0.1", 0), Handler)
+    srv.ssl_ctx = ctx
+    return srv
+
+
+@pytest.fixture(scope="session")
+def short_intermediate_https(short_intermediate_chain: Chain) -> Iterator[Running]:
+    srv = _https_with(short_intermediate_chain.server_ctx)
+    yield _start(srv, "127.0.0.1")
+    srv.shutdown()
+
+
+@pytest.fixture(scope="session")
+def short_intermediate_tls_ping(short_intermediate_chain: Chain) -> Iterator[Running]:
+    srv = _ping_server(short_intermediate_chain.server_ctx)
+    yield _start(srv, "127.0.0.1")
+    srv.shutdown()
+
+
+@pytest.fixture(scope="session")
+def cn_only_https(cn_only_chain: Chain) -> Iterator[Running]:
+    srv = _https_with(cn_only_chain.server_ctx)
+    yield _start(srv, "127.0.0.1")
+    srv.shutdown()
+
+
+@pytest.fixture(scope="session")
+def cn_only_tls_ping(cn_only_chain: Chain) -> Iterator[Running]:
+    srv = _ping_server(cn_only_chain.server_ctx)
+    yield _start(srv, "127.0.0.1")
+    srv.shutdown()
