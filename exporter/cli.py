@@ -24,6 +24,7 @@ from exporter.config import (
     ProbeSpec,
     load_config,
 )
+from exporter.eventloop import backend_options
 from exporter.logs import setup_logging
 from exporter.results import redact_result
 from exporter.scheduler import close_state, execute
@@ -126,7 +127,7 @@ def _run(config_path: Path, config: Config, listen_address: str | None) -> int:
 
     daemon = Daemon(config_path, config, listen_address)
     try:
-        anyio.run(daemon.run)
+        anyio.run(daemon.run, backend_options=backend_options())
     except OSError as exc:
         logging.getLogger("festivals_exporter").error(
             "cannot start", extra={"listen_address": daemon.listen_address,
@@ -170,7 +171,7 @@ def _probe(config: Config, names: list[str], run_all: bool) -> int:
         order = {spec.name: i for i, spec in enumerate(specs)}
         return sorted(rows, key=lambda row: order[row[0]])
 
-    rows = anyio.run(run_all_once)
+    rows = anyio.run(run_all_once, backend_options=backend_options())
     header = ("PROBE", "KIND", "RESULT", "REASON", "DURATION")
     table = [header] + [(n, k, r, why or "-", f"{d:.3f}s") for n, k, r, why, d, _ in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]

@@ -445,3 +445,47 @@ def cn_only_tls_ping(cn_only_chain: Chain) -> Iterator[Running]:
     srv = _ping_server(cn_only_chain.server_ctx)
     yield _start(srv, "127.0.0.1")
     srv.shutdown()
+
+
+# --- a peer that answers bytes that are not HTTP (issue 10) ------------------------------
+
+RAW_ANSWERS: dict[str, tuple[bytes, bool]] = {
+    # path: (bytes sent after the request head, hang up afterwards?)
+    "/garbage-hold": (b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n", False),
+    "/garbage-close": (b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n", True),
+    "/binary-hold": (b"\x00\x01\x02", False),
+    "/redis-hold": (b"-ERR unknown command 'GET'\r\n", False),
+    "/bad-header-hold": (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nnot a header\r\n", False),
+    # A valid but unfinished head on a held connection is a slow server, not garbage.
+    "/partial-head-hold": (b"HTTP/1.1 200 OK\r\nContent-Len", False),
+}
+
+
+class _RawHandler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        conn: socket.socket = self.request
+        conn.settimeout(10)
+        head = b""
+        try:
+            while b"\r\n\r\n" not in head and len(head) < 65536:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            path = head.split(b" ", 2)[1].decode()
+            answer, close = RAW_ANSWERS.get(path, (b"nonsense", True))
+            conn.sendall(answer)
+            if not close:
+                stop: threading.Event = self.server.stop  # type: ignore[attr-defined]
+                stop.wait(30)
+        except OSError:
+            return
+
+
+@pytest.fixture(scope="session")
+def raw_server() -> Iterator[Running]:
+    srv = _Silent(("127.0.0.1", 0), _RawHandler)
+    srv.stop = threading.Event()  # type: ignore[attr-defined]
+    yield _start(srv, "127.0.0.1")
+    srv.stop.set()  # type: ignore[attr-defined]
+    srv.shutdown()
