@@ -15,6 +15,7 @@ import email.utils
 import importlib.metadata
 import json
 import re
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from typing import Any, Literal
 
 import anyio
 import anyio.to_thread
+import certifi
 import httpx
 from pydantic import Field, field_validator
 
@@ -40,6 +42,7 @@ from probes.base import (
     parse_timestamp,
     reason_for_exception,
 )
+from probes.common import http_wire
 
 MALFORMED_JSON = "malformed_json"
 HTML_PAGE = "html_page"
@@ -378,10 +381,26 @@ class _FetchError(Exception):
         self.reason = reason
 
 
+CA_BUNDLE: str = certifi.where()
+
+
+def _ssl_context(cafile: str | None = None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=cafile or CA_BUNDLE)
+    # Python still accepts a certificate whose only name is its CN; browsers, Go and the
+    # tls probe do not.
+    ctx.hostname_checks_common_name = False
+    return ctx
+
+
 def _client(config: StatuspageConfig) -> httpx.AsyncClient:
+    transport = httpx.AsyncHTTPTransport(
+        verify=_ssl_context(), proxy=config.proxy_url, trust_env=False
+    )
+    # Non-HTTP bytes read as ``protocol`` when they arrive, not as a timeout later.
+    http_wire.guard(transport)
     return httpx.AsyncClient(
         headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-        proxy=config.proxy_url,
+        transport=transport,
         timeout=httpx.Timeout(config.client_timeout),
         follow_redirects=True,
         trust_env=False,

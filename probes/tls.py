@@ -166,6 +166,9 @@ def _unverified_context() -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
+    # Names are matched by probes.common.certs (SANs only); should this context ever
+    # verify, it must not fall back to the CN either.
+    ctx.hostname_checks_common_name = False
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     return ctx
 
@@ -311,7 +314,7 @@ async def _probe_endpoint(
         result.reason = Reason.PROTOCOL
         result.detail.append(f"{endpoint.label}: peer presented no certificate")
         return result
-    result.metrics += await _cert_metrics(endpoint.label, chain, endpoint.verify_name, now, roots)
+    await _cert_metrics(result, chain, endpoint.verify_name, now, roots)
     result.metrics.append(
         Metric(
             "probe_ssl_earliest_cert_expiry",
@@ -366,18 +369,19 @@ def _read_files(
 
 
 async def _cert_metrics(
-    source: str,
+    result: _SourceResult,
     chain: Sequence[x509.Certificate],
     hostname: str | None,
     now: float,
     roots: Sequence[x509.Certificate],
-) -> list[Metric]:
-    metrics = await anyio.to_thread.run_sync(
+) -> None:
+    metrics, detail = await anyio.to_thread.run_sync(
         functools.partial(
-            certs_mod.certificate_metrics, source, chain, hostname, now, roots=roots
+            certs_mod.certificate_report, result.source, chain, hostname, now, roots=roots
         )
     )
-    return list(metrics)
+    result.metrics += metrics
+    result.detail += detail
 
 
 async def _probe_files(
@@ -405,7 +409,7 @@ async def _probe_files(
             result.detail.append(f"{path}: {exc}")
             continue
         result.detail.append(f"{path}: {len(chain)} certificate(s)")
-        result.metrics += await _cert_metrics(path, chain, None, now, roots)
+        await _cert_metrics(result, chain, None, now, roots)
     if len(found) >= config.max_files:
         results[-1].detail.append(f"stopped at max_files={config.max_files}")
     return results
@@ -445,9 +449,7 @@ async def _probe_secret(
     result.detail.append(
         f"{secret.label}: {len(chain)} certificate(s) in tls.crt, {len(extra_roots)} in ca.crt"
     )
-    result.metrics += await _cert_metrics(
-        secret.label, chain, secret.server_name, now, [*roots, *extra_roots]
-    )
+    await _cert_metrics(result, chain, secret.server_name, now, [*roots, *extra_roots])
     return result
 
 
@@ -495,9 +497,7 @@ async def run(config: TlsConfig, state: NoState) -> ProbeResult:
     verify_reason = ""
     for r in results:
         r.verify_reason = certs_mod.verify_reason(r.metrics)
-        detail += r.detail
-        if r.verify_reason:
-            detail.append(f"{r.source}: verification failed: {r.verify_reason}")
+        detail += r.detail  # a verification failure's cause is among them
         fetch_reason = fetch_reason or r.reason
         verify_reason = verify_reason or r.verify_reason
     if fetch_reason:

@@ -5,30 +5,27 @@ Everything here is synchronous CPU work on already-fetched bytes (no I/O), excep
 
 Verification is our own, done with ``cryptography.x509.verification`` *after* the certificates
 were fetched without verification, so an expired, self-signed or untrusted certificate still
-reports its dates. The result is one reason among :data:`VERIFY_REASONS` (empty when valid).
+reports its dates. The result is one reason among :data:`VERIFY_REASONS` (empty when valid),
+with its cause and the stricter Web PKI profile's finding (:mod:`probes.common.chain_verify`).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import ipaddress
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from cryptography.x509.verification import (
-    Criticality,
-    ExtensionPolicy,
-    PolicyBuilder,
-    Store,
-    VerificationError,
-)
+from cryptography.x509.oid import NameOID
 
 from probes.base import Metric, Sample
+
+if TYPE_CHECKING:
+    from probes.common.chain_verify import Verification
 
 SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
@@ -178,63 +175,18 @@ def hostname_matches(cert: x509.Certificate, hostname: str) -> bool:
     return False
 
 
-def _server_auth_eku(
-    policy: object, cert: x509.Certificate, eku: x509.ExtendedKeyUsage | None
-) -> None:
-    """As TLS clients check a server's chain: an EKU, where present, must allow TLS server
-    authentication (or any purpose)."""
-    if eku is None:
-        return
-    if ExtendedKeyUsageOID.SERVER_AUTH not in eku and (
-        ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE not in eku
-    ):
-        raise ValueError("extended key usage does not allow TLS server authentication")
-
-
-def _any_eku(policy: object, cert: x509.Certificate, eku: x509.ExtendedKeyUsage | None) -> None:
-    return None
-
-
-def _chain_ok(
+def verify(
     certs: Sequence[x509.Certificate],
     hostname: str | None,
-    when: dt.datetime,
+    now: float,
     roots: Sequence[x509.Certificate],
-) -> bool:
-    """Does the presented chain build to ``roots`` at ``when`` (hostname checked if given)?"""
-    if not roots:
-        return False
-    # Chain building and CA constraints follow the Web PKI defaults, but the leaf's own
-    # extensions are not policed: the Web PKI profile rejects certificates that OpenSSL
-    # and every TLS client here accept (trustme's, private CAs' critical SAN with a
-    # subject), and a probe must not call a chain broken that clients use happily. The
-    # name is checked against the SANs below, as clients do.
-    # cryptography's server verifier cannot relax the leaf policy, so the client verifier
-    # builds the chain; its own EKU rule (clientAuth on every certificate that has an EKU)
-    # is replaced: a server chain (a hostname is given) must allow serverAuth, as TLS
-    # clients require; without a name (files, secrets) the purpose is unknown: any EKU.
-    eku_rule = _server_auth_eku if hostname else _any_eku
-    builder = (
-        PolicyBuilder()
-        .store(Store(list(roots)))
-        .time(when)
-        .extension_policies(
-            ca_policy=ExtensionPolicy.webpki_defaults_ca().may_be_present(
-                x509.ExtendedKeyUsage, Criticality.AGNOSTIC, eku_rule
-            ),
-            ee_policy=ExtensionPolicy.permit_all().may_be_present(
-                x509.ExtendedKeyUsage, Criticality.AGNOSTIC, eku_rule
-            ),
-        )
-    )
-    leaf, intermediates = certs[0], list(certs[1:])
-    if hostname and not hostname_matches(leaf, hostname):
-        return False
-    try:
-        builder.build_client_verifier().verify(leaf, intermediates)
-    except (VerificationError, ValueError):
-        return False
-    return True
+) -> Verification:
+    """Verify a presented chain (leaf first) against ``roots`` as TLS clients do: the
+    reason (``""`` when valid), its cause and the strict Web PKI finding. See
+    :func:`probes.common.chain_verify.verify`."""
+    from probes.common import chain_verify  # it builds on this module's helpers
+
+    return chain_verify.verify(certs, hostname, now, roots)
 
 
 def verify_chain(
@@ -243,40 +195,9 @@ def verify_chain(
     now: float,
     roots: Sequence[x509.Certificate],
 ) -> str:
-    """Verify a presented chain (leaf first) against ``roots``; ``""`` when valid, else the
-    first failing reason of :data:`VERIFY_REASONS`.
-
-    The chain is first verified as a whole at ``now``. When that fails the cause is found
-    by separate checks: dates of the presented certificates (``expired``,
-    ``not_yet_valid``), the leaf's SANs against ``hostname`` (``hostname_mismatch``), then
-    the chain again at a moment when every presented certificate is valid: when it does not
-    build and the top presented certificate's issuer is not trusted: ``untrusted_root`` if
-    that certificate is self-signed or a CA (the chain reaches a root we do not trust),
-    else ``incomplete_chain`` (the server did not send its intermediate); anything else (a
-    policy violation, a bad signature) is ``invalid_chain``.
-    """
-    if not certs:
-        return INVALID_CHAIN
-    now_dt = dt.datetime.fromtimestamp(now, dt.UTC)
-    if _chain_ok(certs, hostname, now_dt, roots):
-        return ""
-    if any(not_after(c) < now for c in certs):
-        return EXPIRED
-    if any(not_before(c) > now for c in certs):
-        return NOT_YET_VALID
-    if hostname and not hostname_matches(certs[0], hostname):
-        return HOSTNAME_MISMATCH
-    lo = max(not_before(c) for c in certs)
-    hi = min(not_after(c) for c in certs)
-    when = dt.datetime.fromtimestamp(min(max(now, lo), hi) if lo <= hi else now, dt.UTC)
-    if not _chain_ok(certs, None, when, roots):
-        top = certs[-1]
-        if _is_self_issued(top):
-            return UNTRUSTED_ROOT
-        if any(r.subject == top.issuer for r in roots):
-            return INVALID_CHAIN  # the issuer is trusted, something else is wrong
-        return UNTRUSTED_ROOT if _is_ca(top) else INCOMPLETE_CHAIN
-    return INVALID_CHAIN
+    """The reason of :func:`verify`: ``""`` when valid, else the first failing reason of
+    :data:`VERIFY_REASONS`."""
+    return verify(certs, hostname, now, roots).reason
 
 
 def certificate_labels(source: str, position: int, cert: x509.Certificate) -> dict[str, str]:
@@ -297,6 +218,18 @@ def certificate_metrics(
     *,
     roots: Sequence[x509.Certificate] | None = None,
 ) -> tuple[Metric, ...]:
+    """:func:`certificate_report` without the detail lines."""
+    return certificate_report(source, certs, hostname, now, roots=roots)[0]
+
+
+def certificate_report(
+    source: str,
+    certs: Sequence[x509.Certificate],
+    hostname: str | None,
+    now: float,
+    *,
+    roots: Sequence[x509.Certificate] | None = None,
+) -> tuple[tuple[Metric, ...], tuple[str, ...]]:
     """The per-certificate and per-source metrics of one source (a chain, leaf first).
 
     ``roots`` are the trust anchors for verification; ``None`` reads the system trust
@@ -304,7 +237,8 @@ def certificate_metrics(
     Families: ``tls_cert_not_after_timestamp_seconds``,
     ``tls_cert_not_before_timestamp_seconds``, ``tls_cert_subject_alt_names``, ``tls_cert`` (info:
     serial, key...), ``tls_earliest_cert_expiry_timestamp_seconds``,
-    ``tls_earliest_cert_position``, ``tls_verify_success``, ``tls_verify_failed{reason}``.
+    ``tls_earliest_cert_position``, ``tls_verify_success``, ``tls_verify_failed{reason}``,
+    ``tls_verify_strict_success``; and debug lines naming every failure's cause.
     """
     if roots is None:
         try:
@@ -331,7 +265,16 @@ def certificate_metrics(
             ca="true" if _is_ca(cert) else "false",
         )
         per_info.append(Sample(1.0, tuple(info_labels.items())))
-    reason = verify_chain(certs, hostname, now, roots)
+    outcome = verify(certs, hostname, now, roots)
+    reason = outcome.reason
+    detail: list[str] = []
+    if reason:
+        detail.append(f"{source}: verification failed: {reason}: {outcome.cause}")
+    elif outcome.strict:
+        detail.append(
+            f"{source}: verified; finding of the strict Web PKI profile (not a failure):"
+            f" {outcome.strict}"
+        )
     src = (("source", source),)
     metrics = [
         Metric(
@@ -376,7 +319,16 @@ def certificate_metrics(
             ),
         ]
     metrics += verify_metrics(source, reason)
-    return tuple(metrics)
+    metrics.append(
+        Metric(
+            "tls_verify_strict_success",
+            "1 if the chain verified and also meets the Web PKI (CA/Browser Forum) profile; "
+            "0 beside tls_verify_success 1 is a finding, not a failure.",
+            "gauge",
+            (Sample(0.0 if reason or outcome.strict else 1.0, src),),
+        )
+    )
+    return tuple(metrics), tuple(detail)
 
 
 def verify_metrics(source: str, reason: str) -> tuple[Metric, ...]:
