@@ -77,22 +77,20 @@ class Listed(Generic[T]):
 
 # --- resources ------------------------------------------------------------------------------
 
-# name -> (API class name, method, leading positional args before the namespace)
-_CustomSpec = tuple[str, str, str]
-CUSTOM_RESOURCES: dict[str, _CustomSpec] = {
-    "pods.metrics.k8s.io": ("metrics.k8s.io", "v1beta1", "pods"),
-    "certificates.cert-manager.io": ("cert-manager.io", "v1", "certificates"),
-}
-BUILTIN_RESOURCES: dict[str, tuple[str, str]] = {
-    "pods": ("CoreV1Api", "list_namespaced_pod"),
-    "services": ("CoreV1Api", "list_namespaced_service"),
-    "events": ("CoreV1Api", "list_namespaced_event"),
-    "deployments": ("AppsV1Api", "list_namespaced_deployment"),
-    "horizontalpodautoscalers": (
-        "AutoscalingV2Api",
-        "list_namespaced_horizontal_pod_autoscaler",
-    ),
-    "ingresses": ("NetworkingV1Api", "list_namespaced_ingress"),
+# Resource -> its namespaced REST collection path. The probe speaks these paths through the
+# client's ApiClient instead of the generated API classes: those modules cost about 30 MiB
+# and a second of CPU to import, and the probe reads raw JSON anyway.
+_NS = "namespaces/{namespace}"
+COLLECTION_PATHS: dict[str, str] = {
+    "pods": f"/api/v1/{_NS}/pods",
+    "services": f"/api/v1/{_NS}/services",
+    "events": f"/api/v1/{_NS}/events",
+    "secrets": f"/api/v1/{_NS}/secrets",
+    "deployments": f"/apis/apps/v1/{_NS}/deployments",
+    "horizontalpodautoscalers": f"/apis/autoscaling/v2/{_NS}/horizontalpodautoscalers",
+    "ingresses": f"/apis/networking.k8s.io/v1/{_NS}/ingresses",
+    "pods.metrics.k8s.io": f"/apis/metrics.k8s.io/v1beta1/{_NS}/pods",
+    "certificates.cert-manager.io": f"/apis/cert-manager.io/v1/{_NS}/certificates",
 }
 
 
@@ -127,18 +125,12 @@ def _new_api_client(access: KubeAccess) -> Any:
 
 
 def preload_api_modules() -> None:
-    """Import the client's API modules once, in one thread, before concurrent LISTs.
-
-    They are imported lazily and are slow to build (about 1.5 s of CPU); five threads
-    importing them at once fight over import locks and the GIL for several seconds.
-    """
-    import kubernetes.client as client
+    """Import the client's modules once, in one thread, before concurrent LISTs: threads
+    importing them at once fight over import locks and the GIL."""
+    import kubernetes.client.api_client  # noqa: F401
+    import kubernetes.config  # noqa: F401
     import kubernetes.utils  # noqa: F401  (parse_quantity)
     import urllib3.exceptions  # noqa: F401
-
-    for cls_name, _method in BUILTIN_RESOURCES.values():
-        getattr(client, cls_name)
-    client.CustomObjectsApi  # noqa: B018
 
 
 def _short(text: str, limit: int = 200) -> str:
@@ -212,13 +204,30 @@ def _status_message(body: object) -> str:
     return ""
 
 
-def _read_json(response: Any) -> Any:
+def _get_json(
+    api: Any, path: str, params: dict[str, str], query: list[tuple[str, Any]], timeout: float
+) -> Any:
+    """GET one API path and parse the JSON body (blocking: call it in a worker thread)."""
+    from kubernetes.client.exceptions import ApiException
+
+    request = api.param_serialize(
+        method="GET",
+        resource_path=path,
+        path_params=params,
+        query_params=query,
+        header_params={"Accept": "application/json"},
+        auth_settings=["BearerToken"],
+    )
+    response = api.call_api(*request, _request_timeout=timeout)
     try:
-        raw = response.data
+        if not 200 <= response.status <= 299:
+            response.read()
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        raw = response.response.data
     finally:
-        response.release_conn()
+        response.response.release_conn()
     # orjson: a 2,000-pod LIST is megabytes of JSON parsed in a worker thread that holds
-    # the GIL; the stdlib parser takes several times longer and starves the event loop.
+    # the GIL; the stdlib parser takes longer and starves the event loop.
     return orjson.loads(raw)
 
 
@@ -258,13 +267,12 @@ class KubeClient:
     ) -> Listed[T]:
         """LIST ``resource`` in ``namespace``, paginated, keeping only ``extract``'s records."""
         api = await self.api()
-        methods: list[Callable[..., Any]] = []  # resolved in the worker thread (imports)
-        kwargs: dict[str, Any] = {"limit": PAGE_SIZE, "_preload_content": False}
-        kwargs["_request_timeout"] = request_timeout
+        path = COLLECTION_PATHS[resource]
+        query: list[tuple[str, Any]] = [("limit", PAGE_SIZE)]
         if label_selector:
-            kwargs["label_selector"] = label_selector
+            query.append(("labelSelector", label_selector))
         if field_selector:
-            kwargs["field_selector"] = field_selector
+            query.append(("fieldSelector", field_selector))
         items: list[T] = []
         token: str | None = None
         version = ""
@@ -272,9 +280,8 @@ class KubeClient:
         restarted = False
 
         def page() -> tuple[list[T], str | None, str]:
-            if not methods:
-                methods.append(_list_method(api, resource))
-            data = _read_json(methods[0](namespace, _continue=token, **kwargs))
+            paged = [*query, ("continue", token)] if token else query
+            data = _get_json(api, path, {"namespace": namespace}, paged, request_timeout)
             if not isinstance(data, dict):
                 raise KubeError("protocol", f"LIST {resource}: not a JSON object")
             out = []
@@ -306,13 +313,8 @@ class KubeClient:
         api = await self.api()
 
         def fetch() -> Any:
-            from kubernetes import client
-
-            return _read_json(
-                client.CoreV1Api(api).read_namespaced_secret(
-                    name, namespace, _preload_content=False, _request_timeout=request_timeout
-                )
-            )
+            path = COLLECTION_PATHS[resource] + "/{name}"
+            return _get_json(api, path, {"namespace": namespace, "name": name}, [], request_timeout)
 
         return await self._call(fetch)
 
@@ -321,22 +323,6 @@ class KubeClient:
         if api is not None:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(api.close, abandon_on_cancel=True)
-
-
-def _list_method(api: Any, resource: str) -> Callable[..., Any]:
-    from kubernetes import client
-
-    if resource in BUILTIN_RESOURCES:
-        cls_name, method = BUILTIN_RESOURCES[resource]
-        fn: Callable[..., Any] = getattr(getattr(client, cls_name)(api), method)
-        return fn
-    group, version, plural = CUSTOM_RESOURCES[resource]
-    custom = client.CustomObjectsApi(api)
-
-    def list_custom(namespace: str, **kwargs: Any) -> Any:
-        return custom.list_namespaced_custom_object(group, version, namespace, plural, **kwargs)
-
-    return list_custom
 
 
 def decode_secret_data(obj: Mapping[str, Any]) -> dict[str, bytes]:

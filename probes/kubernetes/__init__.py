@@ -42,9 +42,8 @@ from probes.kubernetes import families as km
 
 log = logging.getLogger(__name__)
 
-# The client's API modules are slow to import (pydantic models: 1-3 s of CPU that hold the
-# GIL). Import them when the daemon loads this kind, not in worker threads during a run,
-# where they would starve the event loop and eat the first run's deadline.
+# Import the client when the daemon loads this kind, not in worker threads during a run,
+# where the imports would hold the GIL and eat the first run's deadline.
 preload_api_modules()
 
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

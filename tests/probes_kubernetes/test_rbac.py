@@ -7,17 +7,16 @@ from typing import Any
 
 import yaml
 
-from probes.common.kube_client import BUILTIN_RESOURCES, CUSTOM_RESOURCES
+from probes.common.kube_client import COLLECTION_PATHS
 
 RBAC = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes-rbac.yaml"
-GROUPS = {
-    "pods": "",
-    "services": "",
-    "events": "",
-    "deployments": "apps",
-    "horizontalpodautoscalers": "autoscaling",
-    "ingresses": "networking.k8s.io",
-}
+
+
+def _group_and_plural(path: str) -> tuple[str, str]:
+    """``/api/v1/namespaces/{namespace}/pods`` -> ("", "pods");
+    ``/apis/apps/v1/namespaces/{namespace}/deployments`` -> ("apps", "deployments")."""
+    parts = path.strip("/").split("/")
+    return ("" if parts[0] == "api" else parts[1]), parts[-1]
 
 
 def test_role_matches_what_the_probe_lists() -> None:
@@ -35,9 +34,7 @@ def test_role_matches_what_the_probe_lists() -> None:
                     assert "resourceNames" not in rule
                     assert "list" in rule["verbs"]
                 granted.add((group, resource))
-    wanted = {(GROUPS[r], r) for r in BUILTIN_RESOURCES}
-    wanted |= {(group, plural) for group, _version, plural in CUSTOM_RESOURCES.values()}
-    wanted.add(("", "secrets"))
+    wanted = {_group_and_plural(path) for path in COLLECTION_PATHS.values()}
     assert granted == wanted
     binding = kinds["RoleBinding"]
     assert binding["roleRef"]["name"] == kinds["Role"]["metadata"]["name"]
