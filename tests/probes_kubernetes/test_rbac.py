@@ -9,7 +9,7 @@ import yaml
 
 from probes.common.kube_client import COLLECTION_PATHS
 
-RBAC = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes-rbac.yaml"
+RBAC = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes" / "base" / "rbac.yaml"
 
 
 def _group_and_plural(path: str) -> tuple[str, str]:
