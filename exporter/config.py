@@ -1,9 +1,11 @@
 """Loading and validating the YAML config file.
 
-Validation happens in two steps so that every error names its place in the file: the
-top level and each probe's common keys (``name``, ``kind``, ``interval``, ``timeout``,
-``labels``) first, then the kind's own model for the remaining keys. All errors are
-collected, not just the first, and reported as ``probes[3].timeout: <why>``.
+Every error names its place in the file (``probes[3].timeout: <why>``) and every error is
+reported at once: the file is read within bounds (:mod:`exporter.yaml_safe`), then the
+``global`` section, then each probe on its own, its common keys (``name``, ``kind``,
+``interval``, ``timeout``, ``labels``) and its kind's model for the rest. A section that
+fails does not stop the others; where a probe's value came from a default, the error
+says so (``global.default_timeout``) rather than naming a key the user never wrote.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from exporter import sharding
+from exporter import config_files, sharding, yaml_safe
+from exporter.redaction import redact
 from probes import KIND_MODULES, load_kind
-from probes.base import Duration, KindConfig, ProbeKind, format_duration
+from probes.base import Duration, KindConfig, ProbeKind, file_secret_values, format_duration
 
 DEFAULT_LISTEN_ADDRESS = ":9816"
 RESERVED_LABELS = frozenset({"probe", "kind", "reason", "le", "instance", "job", "shard"})
@@ -28,9 +30,14 @@ _LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _ENV_REF_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Environment variables whose values are treated as secrets wherever they are used.
 SECRET_VAR_RE = re.compile(r"PASS|TOKEN|SECRET|KEY|DSN|CRED|AUTH|PRIVATE", re.IGNORECASE)
+# Strings exported verbatim as label values: a secret may never be expanded into one.
+_VERBATIM_RE = re.compile(r"^(global|probes\[\d+\])\.labels\.|^probes\[\d+\]\.name$")
 # Seconds kept between the client's own timeout and the hard deadline, so the client
 # normally gives up first and reports a precise reason.
 _CLIENT_TIMEOUT_MARGIN = 0.9
+# A config file is a few MB even for 10,000 probes; more is a mistake (or /dev/zero).
+MAX_FILE_BYTES = 16 * 1024 * 1024
+_TOP_LEVEL_KEYS = ("global", "probes")
 
 
 class ConfigError(Exception):
@@ -93,17 +100,14 @@ class _ProbeCommon(_Strict):
     _labels = field_validator("labels")(_check_labels)
 
 
-class _RawConfig(_Strict):
-    global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global")
-    probes: list[dict[str, Any]] = Field(default_factory=list)
-
-
 COMMON_KEYS = frozenset(_ProbeCommon.model_fields)
 
 
 @dataclass(frozen=True)
 class ProbeSpec:
-    """One configured probe, fully validated. Equal specs mean an unchanged probe."""
+    """One configured probe, fully validated. Equal specs mean an unchanged probe: the
+    identity is the probe's own settings, so a change elsewhere in the file (another
+    probe's ``${TOKEN}``) never restarts it."""
 
     name: str
     kind: str
@@ -111,18 +115,23 @@ class ProbeSpec:
     timeout: float
     labels: tuple[tuple[str, str], ...]
     settings: KindConfig
-    # Values that came from secret-looking ${VAR}s (see SECRET_VAR_RE): whatever field
-    # they landed in (a token in a URL's query string), they never reach a page or a log.
+    # Secret values of this probe only: secret-looking ${VAR}s it uses (whatever field they
+    # landed in: a token in a URL's query string) and its inline secret keys.
     secret_values: frozenset[str] = frozenset()
+    # Its ``*_file`` secrets: the values last read from them are masked too.
+    secret_files: tuple[Path, ...] = ()
 
     @property
     def kind_impl(self) -> ProbeKind[Any, Any]:
         return load_kind(self.kind)
 
+    def secrets(self) -> frozenset[str]:
+        if not self.secret_files:
+            return self.secret_values
+        return self.secret_values | file_secret_values(self.secret_files)
+
     def redact(self, text: str) -> str:
-        for value in self.secret_values:
-            text = text.replace(value, "<redacted>")
-        return text
+        return redact(text, self.secrets())
 
     def target(self) -> str:
         """What is probed, for humans, with secrets redacted."""
@@ -139,130 +148,220 @@ class Config:
         return next((p for p in self.probes if p.name == name), None)
 
 
-def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
-    """Read, expand and validate a config file. Raises :class:`ConfigError`."""
+def load_config(
+    path: str | Path, environ: Mapping[str, str] | None = None, *, check_files: bool = False
+) -> Config:
+    """Read, expand and validate a config file. Raises :class:`ConfigError`.
+
+    ``check_files`` also reports files the probes name (secret files, CA bundles, keys,
+    kubeconfigs) that are missing or unreadable, as ``check-config`` does.
+    """
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read config file: {exc.strerror}"]) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError([f"{path}: config file is larger than {MAX_FILE_BYTES >> 20} MiB"])
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError([f"{path}: config file is not UTF-8 text"]) from None
-    return parse_config(text, environ, source=str(path))
+    return parse_config(text, environ, source=str(path), check_files=check_files)
 
 
 def parse_config(
-    text: str, environ: Mapping[str, str] | None = None, source: str = "<config>"
+    text: str,
+    environ: Mapping[str, str] | None = None,
+    source: str = "<config>",
+    *,
+    check_files: bool = False,
 ) -> Config:
     try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = ""
-        mark = getattr(exc, "problem_mark", None)
-        if mark is not None:
-            where = f" at line {mark.line + 1}, column {mark.column + 1}"
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError([f"{source}: YAML syntax error{where}: {problem}"]) from None
+        document, errors = yaml_safe.load(text)
+    except yaml_safe.DocumentError as exc:
+        raise ConfigError([f"{source}: {exc}"]) from None
+    env = os.environ if environ is None else environ
     if document is None:
-        document = {}
+        raise ConfigError(
+            errors + [f"{source}: no probes configured (the file is empty; "
+                      "write 'probes: []' to run none)"]
+        )
     if not isinstance(document, dict):
-        raise ConfigError([f"{source}: top level must be a mapping with 'global' and 'probes'"])
+        raise ConfigError(
+            errors + [f"{source}: top level must be a mapping with 'global' and 'probes'"]
+        )
+    for key in document:
+        if key not in _TOP_LEVEL_KEYS:
+            errors.append(f"{_key(key)}: unknown key (check the spelling)")
 
-    errors: list[str] = []
-    secrets: set[str] = set()
-    document = _expand_env(
-        document, os.environ if environ is None else environ, "", errors, secrets
-    )
-    try:
-        raw = _RawConfig.model_validate(document)
-    except ValidationError as exc:
-        raise ConfigError(errors + _format_errors(exc, "")) from None
+    global_ = _build_global(document.get("global"), env, errors)
+    probes = document.get("probes")
+    if probes is None:
+        where = "probes" if "probes" in document else source
+        errors.append(f"{where}: no probes configured (write 'probes: []' to run none)")
+        probes = []
+    elif not isinstance(probes, list):
+        errors.append("probes: must be a list of probes")
+        probes = []
 
     specs: list[ProbeSpec] = []
     seen: dict[str, int] = {}
-    for index, entry in enumerate(raw.probes):
-        spec = _build_probe(entry, f"probes[{index}]", raw.global_, errors, frozenset(secrets))
-        if spec is None:
-            continue
-        if spec.name in seen:
-            errors.append(
-                f"probes[{index}].name: duplicate probe name {spec.name!r} "
-                f"(also probes[{seen[spec.name]}])"
-            )
-            continue
-        seen[spec.name] = index
-        specs.append(spec)
+    for index, entry in enumerate(probes):
+        path = f"probes[{index}]"
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if isinstance(name, str):
+            if name in seen:
+                errors.append(f"{path}.name: duplicate probe name {_short(name)!r} "
+                              f"(also probes[{seen[name]}])")
+                name = None
+            else:
+                seen[name] = index
+        spec = _build_probe(entry, path, global_, env, errors, check_files)
+        if spec is not None and name is not None:
+            specs.append(spec)
     if errors:
         raise ConfigError(errors)
-    return sharding.apply(Config(raw.global_, tuple(specs), source))
+    return sharding.apply(Config(global_, tuple(specs), source))
+
+
+def _build_global(raw: Any, env: Mapping[str, str], errors: list[str]) -> GlobalConfig:
+    if raw is None:
+        return GlobalConfig()
+    if not isinstance(raw, dict):
+        errors.append("global: must be a mapping")
+        return GlobalConfig()
+    expanded = _expand_env(raw, env, "global", errors, set())
+    return _validate_partial(GlobalConfig, expanded, "global", errors) or GlobalConfig()
+
+
+def _validate_partial(
+    model: type[_Strict], data: dict[str, Any], path: str, errors: list[str],
+    placeholders: Mapping[str, Any] | None = None,
+) -> Any:
+    """``model`` from ``data``; on errors, report them and retry without the bad keys, so
+    the good ones still count (a bad ``name`` must not hide a bad ``port``)."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors.extend(format_errors(exc, path))
+        bad = {error["loc"][0] for error in exc.errors() if error["loc"]}
+    rest = {**(placeholders or {}), **{k: v for k, v in data.items() if k not in bad}}
+    try:
+        return model.model_validate(rest)
+    except ValidationError:
+        return None
 
 
 def _build_probe(
-    entry: dict[str, Any],
+    entry: Any,
     path: str,
     global_: GlobalConfig,
+    env: Mapping[str, str],
     errors: list[str],
-    secrets: frozenset[str],
+    check_files: bool,
 ) -> ProbeSpec | None:
+    if not isinstance(entry, dict):
+        errors.append(f"{path}: must be a mapping with at least name and kind")
+        return None
+    before = len(errors)
+    secrets: set[str] = set()
+    entry = _expand_env(entry, env, path, errors, secrets)
     common_part = {k: v for k, v in entry.items() if k in COMMON_KEYS}
     kind_part = {k: v for k, v in entry.items() if k not in COMMON_KEYS}
-    try:
-        common = _ProbeCommon.model_validate(common_part)
-    except ValidationError as exc:
-        errors.extend(_format_errors(exc, path))
-        return None
-    if common.kind not in KIND_MODULES:
-        known = ", ".join(sorted(KIND_MODULES))
-        errors.append(f"{path}.kind: unknown kind {common.kind!r} (known: {known})")
-        return None
-    try:
-        kind = load_kind(common.kind)
-    except ImportError as exc:
-        errors.append(f"{path}.kind: kind {common.kind!r} cannot be loaded ({exc.name} missing)")
-        return None
-    interval = next(
-        i for i in (common.interval, kind.default_interval, global_.default_interval)
-        if i is not None
+    # Placeholders stand in for a missing or bad name/kind so that the other keys are
+    # still checked; the probe itself is not built.
+    common: _ProbeCommon | None = _validate_partial(
+        _ProbeCommon, common_part, path, errors, {"name": "x", "kind": "x"}
     )
-    timeout = common.timeout if common.timeout is not None else global_.default_timeout
-    ok = True
-    if interval <= 0:
-        errors.append(f"{path}.interval: must be greater than 0")
-        ok = False
-    if timeout <= 0:
-        errors.append(f"{path}.timeout: must be greater than 0")
-        ok = False
-    elif timeout >= interval:
-        errors.append(
-            f"{path}.timeout: must be less than interval ({format_duration(interval)})"
-        )
-        ok = False
+    kind_name = entry.get("kind")
+    if not isinstance(kind_name, str) or common is None:
+        return None
+    if kind_name not in KIND_MODULES:
+        known = ", ".join(sorted(KIND_MODULES))
+        errors.append(f"{path}.kind: unknown kind {_short(kind_name)!r} (known: {known})")
+        return None
+    try:
+        kind = load_kind(kind_name)
+    except ImportError as exc:
+        errors.append(f"{path}.kind: kind {kind_name!r} cannot be loaded ({exc.name} missing)")
+        return None
+    interval, timeout = _interval_and_timeout(common, kind, global_, path, errors)
     if "client_timeout" in kind_part:
         errors.append(f"{path}.client_timeout: unknown key (it derives from timeout)")
         return None
+    client_timeout = max(timeout * _CLIENT_TIMEOUT_MARGIN, 0.001) if timeout > 0 else 0.001
     try:
-        settings = kind.config_model.model_validate(
-            {**kind_part, "client_timeout": max(timeout * _CLIENT_TIMEOUT_MARGIN, 0.001)}
-        )
+        settings = kind.config_model.model_validate({**kind_part, "client_timeout": client_timeout})
     except ValidationError as exc:
-        errors.extend(_format_errors(exc, path))
-        return None
-    if not ok:
+        errors.extend(format_errors(exc, path))
         return None
     labels = {**global_.labels, **common.labels}
+    for label in sorted(labels.keys() & kind.sample_labels):
+        where = f"{path}.labels.{label}" if label in common.labels else f"global.labels.{label}"
+        errors.append(
+            f"{where}: static label {label!r} collides with the label {label!r} that the "
+            f"{kind_name} kind puts on its own samples ({path}); rename the static label"
+        )
+    if check_files:
+        errors.extend(config_files.check_files(settings, path))
+    if len(errors) > before:
+        return None
     return ProbeSpec(
-        common.name, common.kind, interval, timeout, tuple(sorted(labels.items())), settings,
-        secrets,
+        common.name, kind_name, interval, timeout, tuple(sorted(labels.items())), settings,
+        frozenset(secrets) | config_files.inline_secrets(settings),
+        config_files.secret_files(settings),
     )
+
+
+def _interval_and_timeout(
+    common: _ProbeCommon,
+    kind: ProbeKind[Any, Any],
+    global_: GlobalConfig,
+    path: str,
+    errors: list[str],
+) -> tuple[float, float]:
+    if common.interval is not None:
+        interval, interval_from = common.interval, f"{path}.interval"
+    elif kind.default_interval is not None:
+        interval, interval_from = kind.default_interval, f"the {kind.name} kind's default"
+    else:
+        interval, interval_from = global_.default_interval, "global.default_interval"
+    if common.timeout is not None:
+        timeout, timeout_from = common.timeout, f"{path}.timeout"
+    else:
+        timeout, timeout_from = global_.default_timeout, "global.default_timeout"
+    if interval <= 0:
+        errors.append(f"{path}.interval: must be greater than 0")
+    if timeout <= 0:
+        errors.append(f"{path}.timeout: must be greater than 0")
+    elif interval > 0 and timeout >= interval:
+        if common.timeout is not None and common.interval is not None:
+            errors.append(
+                f"{path}.timeout: must be less than interval ({format_duration(interval)})"
+            )
+        elif common.timeout is not None:
+            errors.append(
+                f"{path}.timeout: must be less than interval ({format_duration(interval)}, "
+                f"from {interval_from})"
+            )
+        else:
+            errors.append(
+                f"{path}: timeout {format_duration(timeout)} (from {timeout_from}) must be "
+                f"less than interval {format_duration(interval)} (from {interval_from}); "
+                "set timeout on the probe"
+            )
+    return interval, timeout
 
 
 def _expand_env(
     value: Any, environ: Mapping[str, str], path: str, errors: list[str], secrets: set[str]
 ) -> Any:
     """Replace ``${VAR}`` in every string (``$$`` is a literal ``$``); collect the values of
-    secret-looking variables into ``secrets``."""
+    secret-looking variables into ``secrets``. Nesting is bounded by the YAML reader."""
     if isinstance(value, dict):
         return {
-            k: _expand_env(v, environ, f"{path}.{k}" if path else str(k), errors, secrets)
+            k: _expand_env(v, environ, f"{path}.{_key(k)}", errors, secrets)
             for k, v in value.items()
         }
     if isinstance(value, list):
@@ -279,8 +378,15 @@ def _expand_env(
             if name not in environ:
                 errors.append(f"{path}: environment variable {name} is not set")
                 return ""
-            if SECRET_VAR_RE.search(name) and environ[name]:
-                secrets.add(environ[name])
+            if SECRET_VAR_RE.search(name):
+                if _VERBATIM_RE.match(path):
+                    errors.append(
+                        f"{path}: ${{{name}}} looks like a secret, and labels are exported "
+                        "verbatim; a secret cannot be used here"
+                    )
+                    return ""
+                if environ[name]:
+                    secrets.add(environ[name])
             return environ[name]
 
         return _ENV_REF_RE.sub(substitute, value)
@@ -293,17 +399,26 @@ _MESSAGES = {
 }
 
 
-def _format_errors(exc: ValidationError, prefix: str) -> list[str]:
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _key(key: Any) -> str:
+    """A mapping key as it appears in an error location, cut short when it is huge."""
+    return _short(str(key))
+
+
+def format_errors(exc: ValidationError, prefix: str) -> list[str]:
     lines = []
-    for error in exc.errors(include_url=False, include_input=False):
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
         location = prefix
         for part in error["loc"]:
             if isinstance(part, int):
                 location += f"[{part}]"
             else:
-                location += f".{part}" if location else str(part)
+                location += f".{_key(part)}" if location else _key(part)
         location = location.replace("global_", "global")
         message = _MESSAGES.get(error["type"], error["msg"])
-        message = message.removeprefix("Value error, ")
+        message = _short(message.removeprefix("Value error, "), 300)
         lines.append(f"{location or '<top level>'}: {message}")
     return lines

@@ -9,6 +9,7 @@ they describe metrics as plain data and the metrics layer renders them.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -225,6 +226,8 @@ def parse_duration(value: Any) -> float:
         raise ValueError("must be a duration such as 15s, 500ms or 10m")
     if seconds < 0:
         raise ValueError("must not be negative")
+    if not math.isfinite(seconds):  # .inf, .nan or 400 digits: no deadline would work
+        raise ValueError("must be a finite duration")
     return seconds
 
 

@@ -61,8 +61,13 @@ def test_env_references_are_expanded_and_dollar_escaped() -> None:
     assert config.probes[0].settings.model_dump()["mode"] == "fail"
 
 
-def test_empty_file_is_a_valid_config_with_no_probes() -> None:
-    assert parse_config("").probes == ()
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "global: {}\n", "probes:\n"])
+def test_an_empty_file_is_an_error_and_an_explicit_empty_list_is_not(text: str) -> None:
+    # A ConfigMap that came up empty must not silently run nothing.
+    with pytest.raises(ConfigError) as err:
+        parse_config(text)
+    assert any("no probes configured" in line for line in err.value.errors), err.value.errors
+    assert parse_config("probes: []\n").probes == ()
 
 
 BAD_CONFIGS: list[tuple[str, str, str]] = [
@@ -79,7 +84,7 @@ BAD_CONFIGS: list[tuple[str, str, str]] = [
     ("history size", "global: {history_size: 0}\n", "global.history_size: Input should be"),
     ("reserved global label", "global: {labels: {probe: x}}\n",
      "global.labels: label name 'probe' is reserved"),
-    ("probes not a list", "probes: {a: 1}\n", "probes: Input should be a valid list"),
+    ("probes not a list", "probes: {a: 1}\n", "probes: must be a list of probes"),
     ("missing name", "probes:\n  - {kind: fake}\n", "probes[0].name: required key is missing"),
     ("missing kind", "probes:\n  - {name: a}\n", "probes[0].kind: required key is missing"),
     ("unknown kind", "probes:\n  - {name: a, kind: htp}\n",
@@ -113,7 +118,7 @@ BAD_CONFIGS: list[tuple[str, str, str]] = [
     ("name with spaces", "probes:\n  - {name: my probe, kind: fake}\n",
      "probes[0].name: String should match pattern"),
     ("probe entry not a mapping", "probes:\n  - just-a-string\n",
-     "probes[0]: Input should be a valid dictionary"),
+     "probes[0]: must be a mapping with at least name and kind"),
 ]
 
 
