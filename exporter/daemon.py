@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
 
 from exporter.config import DEFAULT_LISTEN_ADDRESS, Config, ConfigError, load_config
+from exporter.logs import setup_logging
 from exporter.results import ResultStore, RunRecord
 from exporter.scheduler import Scheduler
 from exporter.web import create_app
@@ -24,6 +26,8 @@ log = logging.getLogger("festivals_exporter")
 _HTTP_GRACE_SECONDS = 1.0
 _STOP_BUDGET_SECONDS = 3.0
 _LISTEN_WAIT_SECONDS = 2.0
+# Errors of a failed reload that are logged and kept for the page; the count says the rest.
+_MAX_REPORTED_ERRORS = 100
 
 
 def bind_address(listen_address: str) -> str:
@@ -35,12 +39,17 @@ def bind_address(listen_address: str) -> str:
 
 
 class Daemon:
-    def __init__(self, config_path: Path, config: Config, listen_address: str | None) -> None:
+    def __init__(
+        self, config_path: Path, config: Config, listen_address: str | None,
+        log_flags: tuple[str | None, str | None] = (None, None),
+    ) -> None:
         self.config_path = config_path
         self.config = config
         self.listen_address = (
             listen_address or config.global_.listen_address or DEFAULT_LISTEN_ADDRESS
         )
+        # --log.level and --log.format win over the file, at start and on every reload.
+        self.log_flags = log_flags
         self.store = ResultStore()
         self.scheduler: Scheduler | None = None
         self._reload_lock = anyio.Lock()
@@ -49,21 +58,49 @@ class Daemon:
         self._http_stopped = anyio.Event()
 
     async def reload(self) -> list[str]:
-        """Load the config file again; on any error keep the running config."""
+        """Load the config file again; on any error keep the running config.
+
+        Any error: not only a bad file but whatever loading raises (a bug, a
+        ``MemoryError``) is reported like a bad file and never ends the process.
+        """
         async with self._reload_lock:
             try:
                 new = await anyio.to_thread.run_sync(load_config, self.config_path)
             except ConfigError as exc:
-                self.store.reload_failed(exc.errors)
-                for line in exc.errors:
-                    log.error("config reload failed, keeping the running config",
-                              extra={"error": line})
-                return exc.errors
-            if self.scheduler is not None:
-                await self.scheduler.apply(new)
+                return self._reload_failed(exc.errors)
+            except Exception as exc:
+                return self._reload_failed(
+                    [f"{self.config_path}: config cannot be loaded: internal error "
+                     f"{type(exc).__name__}"], exc)
+            try:
+                if self.scheduler is not None:
+                    await self.scheduler.apply(new)
+            except Exception as exc:
+                return self._reload_failed(
+                    [f"{self.config_path}: applying the new config failed: "
+                     f"{type(exc).__name__}"], exc)
             self.config = new
+            level, fmt = self.log_flags
+            setup_logging(level or new.global_.log_level, fmt or new.global_.log_format)
             log.info("config reloaded", extra={"probes": len(new.probes)})
             return []
+
+    def _reload_failed(self, errors: list[str], exc: BaseException | None = None) -> list[str]:
+        if len(errors) > _MAX_REPORTED_ERRORS:
+            more = len(errors) - _MAX_REPORTED_ERRORS
+            errors = [*errors[:_MAX_REPORTED_ERRORS], f"... and {more} more error(s)"]
+        self.store.reload_failed(errors)
+        extra = {}
+        if exc is not None:
+            # Where it happened, not the message: it could quote a secret from the file.
+            frames = traceback.extract_tb(exc.__traceback__)[-3:]
+            extra["where"] = " <- ".join(
+                f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in reversed(frames)
+            )
+        for line in errors:
+            log.error("config reload failed, keeping the running config",
+                      extra={"error": line, **extra})
+        return errors
 
     async def run_now(self, name: str) -> RunRecord | None:
         return None if self.scheduler is None else await self.scheduler.run_now(name)

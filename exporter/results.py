@@ -39,7 +39,7 @@ class RunRecord:
 
 def redact_result(spec: ProbeSpec, result: ProbeResult) -> ProbeResult:
     """The result with the spec's secret values masked in its debug text and tables."""
-    if not spec.secret_values:
+    if not spec.secret_values and not spec.secret_files:
         return result
     return replace(
         result,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Literal
 
 import anyio
+from pydantic import field_validator
 
 from probes.base import KindConfig, ProbeKind, ProbeResult, Reason, gauge
 
@@ -17,6 +18,15 @@ class FakeConfig(KindConfig):
     mode: Literal["ok", "fail", "hang", "raise", "garbage", "slow"] = "ok"
     value: float = 1.0
     delay: float = 0.0
+    # A config-time bug on demand: loading raises something that is not a ConfigError.
+    explode: bool = False
+
+    @field_validator("explode")
+    @classmethod
+    def _explode(cls, value: bool) -> bool:
+        if value:
+            raise RuntimeError("a bug while loading the config")
+        return value
 
 
 class FakeState:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -181,3 +182,129 @@ def test_bundled_demo_config_is_valid() -> None:
     config = load_config(Path(__file__).parents[2] / "exporter" / "demo.yaml")
     assert config.global_.demo
     assert {spec.kind for spec in config.probes} == {"http", "tcp"}
+
+
+def _errors(text: str, environ: dict[str, str] | None = None, **kw: bool) -> list[str]:
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, environ={} if environ is None else environ, **kw)
+    return err.value.errors
+
+
+def test_every_stage_reports_its_errors_at_once() -> None:
+    # A bad port used to hide a duplicate name, and a bad name a bad port.
+    errors = _errors(
+        "global: {default_interval: soon}\n"
+        "probes:\n"
+        "  - {name: db, kind: postgres, port: 99999}\n"
+        "  - {name: db, kind: fake}\n"
+        "  - {name: 'bad name', kind: postgres, port: 0}\n"
+    )
+    assert any(e.startswith("global.default_interval: must be a duration") for e in errors)
+    assert "probes[0].port: must be between 1 and 65535" in " ".join(errors)
+    assert "probes[1].name: duplicate probe name 'db' (also probes[0])" in errors
+    assert any(e.startswith("probes[2].name: String should match") for e in errors)
+    assert "probes[2].port: must be between 1 and 65535" in " ".join(errors), errors
+
+
+def test_an_error_says_where_a_defaulted_value_came_from() -> None:
+    errors = _errors("global: {default_interval: 10s}\nprobes:\n  - {name: a, kind: fake}\n")
+    assert errors == [
+        "probes[0]: timeout 10s (from global.default_timeout) must be less than interval "
+        "10s (from global.default_interval); set timeout on the probe"
+    ]
+    assert not any("probes[0].timeout" in e for e in errors)  # the user never wrote it
+    errors = _errors("global: {default_interval: 3s}\n"
+                     "probes:\n  - {name: a, kind: fake, timeout: 5s}\n")
+    assert errors == [
+        "probes[0].timeout: must be less than interval (3s, from global.default_interval)"
+    ]
+
+
+def test_a_static_label_colliding_with_a_kind_sample_label_names_both() -> None:
+    errors = _errors(
+        "probes:\n  - {name: k8s, kind: kubernetes, labels: {namespace: prod}}\n"
+    )
+    assert len(errors) == 1 and errors[0].startswith("probes[0].labels.namespace: ")
+    assert "'namespace'" in errors[0] and "kubernetes kind" in errors[0]
+    errors = _errors("global: {labels: {queue: main}}\n"
+                     "probes:\n  - {name: r, kind: redis, url: 'redis://127.0.0.1:6379'}\n")
+    assert errors[0].startswith("global.labels.queue: ") and "redis kind" in errors[0]
+
+
+def test_every_kind_declares_the_labels_its_docs_list() -> None:
+    # The docs' metric tables list each kind's sample labels: the declaration must cover
+    # them, or the collision check above misses one.
+    from probes import KIND_MODULES, load_kind
+
+    docs = Path(__file__).parents[2] / "docs" / "probes"
+    for kind_name in KIND_MODULES:
+        page = docs / f"{kind_name}.md"
+        if not page.exists():
+            continue
+        documented: set[str] = set()
+        column = None
+        for line in page.read_text().splitlines():
+            if not line.startswith("|"):
+                column = None
+                continue
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if column is None:
+                column = next((i for i, c in enumerate(cells) if c.lower() == "labels"), -1)
+            elif 0 <= column < len(cells) and not set(cells[column]) <= set("-: "):
+                cell = re.sub(r"\([^)]*\)", "", cells[column])  # drop "(values...)"
+                documented |= set(re.findall(r"`([a-z_]+)`", cell))
+        missing = documented - load_kind(kind_name).sample_labels
+        assert not missing, f"{kind_name}: sample_labels lacks {sorted(missing)}"
+
+
+def test_a_secret_variable_in_a_static_label_is_rejected() -> None:
+    env = {"API_TOKEN": "t0k3n-value", "CLUSTER": "eu-1"}
+    errors = _errors("global: {labels: {team: '${API_TOKEN}'}}\n"
+                     "probes:\n  - {name: a, kind: fake, labels: {x: 'a-${API_TOKEN}'}}\n"
+                     "  - {name: 'b-${API_TOKEN}', kind: fake}\n", env)
+    assert [e.split(":")[0] for e in errors] == [
+        "global.labels.team", "probes[0].labels.x", "probes[1].name"
+    ]
+    assert all("t0k3n-value" not in e for e in errors)
+    # A variable that does not look like a secret is fine in a label.
+    config = parse_config("probes:\n  - {name: a, kind: fake, labels: {c: '${CLUSTER}'}}\n",
+                          environ=env)
+    assert dict(config.probes[0].labels) == {"c": "eu-1"}
+
+
+def test_a_probe_identity_is_its_own_settings_not_the_file_secrets() -> None:
+    env = {"API_TOKEN": "t0k3n-value", "PGPASSWORD": "pw"}
+    before = parse_config("probes:\n  - {name: a, kind: fake}\n"
+                          "  - {name: db, kind: postgres, password: '${PGPASSWORD}'}\n",
+                          environ=env)
+    after = parse_config("probes:\n  - {name: a, kind: fake}\n"
+                         "  - {name: db, kind: postgres, password: '${PGPASSWORD}'}\n"
+                         "  - {name: api, kind: http, url: 'http://x.test/?t=${API_TOKEN}'}\n",
+                         environ=env)
+    assert before.probes[0] == after.probes[0]
+    assert before.probes[1] == after.probes[1]  # the scheduler keeps them running
+    assert "t0k3n-value" not in after.probes[1].secrets()
+    assert after.probes[2].secrets() == {"t0k3n-value"}
+
+
+def test_check_files_reports_missing_secret_ca_and_kubeconfig_files(tmp_path: Path) -> None:
+    present = tmp_path / "pw"
+    present.write_text("secret")
+    text = textwrap.dedent(f"""
+        probes:
+          - {{name: db, kind: postgres, password_file: {tmp_path / 'absent-pw'}}}
+          - {{name: db2, kind: postgres, password_file: {present}}}
+          - {{name: api, kind: http, url: 'https://x.test/', ca_file: {tmp_path / 'ca.pem'}}}
+          - {{name: k8s, kind: kubernetes, kubeconfig: {tmp_path / 'kubeconfig'}}}
+          - {{name: dir, kind: redis, url: 'redis://127.0.0.1:6379', password_file: {tmp_path}}}
+    """)
+    assert len(parse_config(text).probes) == 5  # the daemon does not check: the run reports
+    errors = _errors(text, check_files=True)
+    assert errors == [
+        f"probes[0].password_file: cannot read {tmp_path / 'absent-pw'}: "
+        "No such file or directory",
+        f"probes[2].ca_file: cannot read {tmp_path / 'ca.pem'}: No such file or directory",
+        f"probes[3].kubeconfig: cannot read {tmp_path / 'kubeconfig'}: "
+        "No such file or directory",
+        f"probes[4].password_file: {tmp_path} is not a regular file",
+    ]

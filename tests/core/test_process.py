@@ -34,13 +34,13 @@ def _free_port() -> int:
 
 
 class Exporter:
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, log_flags: tuple[str, ...] = ("--log.format=json",)) -> None:
         self.config = config
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, str(LAUNCHER), "run", f"--config.file={config}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.format=json"],
+             f"--web.listen-address=127.0.0.1:{self.port}", *log_flags],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
 
@@ -121,6 +121,67 @@ def test_sighup_with_bad_config_keeps_running_then_good_config_applies(
     code, _, stderr = exporter.stop()
     assert code == 0
     assert "YAML syntax error" in stderr
+
+
+@pytest.mark.parametrize("bad", [
+    pytest.param("probes:\n  - {name: a, kind: fake, explode: true}\n", id="a bug while loading"),
+    pytest.param("probes: " + "[" * 500 + "]" * 500 + "\n", id="500 nested lists"),
+    pytest.param("a: &a [" + ",".join(["*b"] * 3) + "]\n", id="alias to nothing"),
+])
+def test_any_failure_while_reloading_keeps_the_old_config_and_the_process(
+    exporter: Exporter, bad: str
+) -> None:
+    exporter.wait_until("/metrics", 'probe_success{kind="fake",probe="alpha"} 1.0')
+    exporter.config.write_text(bad)
+    exporter.proc.send_signal(signal.SIGHUP)
+    body = exporter.wait_until("/metrics", "festivals_exporter_config_last_reload_successful 0.0")
+    assert 'probe="alpha"' in body
+    reload = httpx.post(exporter.url + "/-/reload", timeout=5)
+    assert reload.status_code == 400
+    runs = _runs_of(exporter, "alpha")
+    exporter.wait_until("/metrics", f'probe_runs_total{{kind="fake",probe="alpha"}} {runs + 2}')
+    code, _, stderr = exporter.stop()
+    assert code == 0
+    assert '"msg": "config reload failed, keeping the running config"' in stderr
+    assert "Traceback" not in stderr
+
+
+def _runs_of(exporter: Exporter, name: str) -> int:
+    body = httpx.get(exporter.url + "/metrics", timeout=5).text
+    prefix = f'probe_runs_total{{kind="fake",probe="{name}"}} '
+    line = next(line for line in body.splitlines() if line.startswith(prefix))
+    return int(float(line.removeprefix(prefix)))
+
+
+def test_log_level_and_format_changes_apply_on_reload(tmp_path: Path) -> None:
+    path = tmp_path / "config.yml"
+    path.write_text(CONFIG)
+    exporter = Exporter(path, log_flags=())
+    try:
+        exporter.wait_until("/metrics", 'probe_success{kind="fake",probe="alpha"} 1.0')
+        path.write_text(CONFIG.replace("global: {", "global: {log_format: json, "
+                                       "log_level: error, "))
+        exporter.proc.send_signal(signal.SIGHUP)
+        exporter.wait_until("/metrics", 'probe_success{kind="fake",probe="alpha"} 1.0')
+        # The next reload logs at info: below the new level, so nothing may appear.
+        path.write_text(CONFIG.replace("global: {", "global: {log_format: json, "
+                                       "log_level: error, history_size: 5, "))
+        exporter.proc.send_signal(signal.SIGHUP)
+        path.write_text("probes: [\n")
+        exporter.proc.send_signal(signal.SIGHUP)
+        exporter.wait_until("/metrics", "festivals_exporter_config_last_reload_successful 0.0")
+        code, _, stderr = exporter.stop()
+    finally:
+        if exporter.proc.poll() is None:
+            exporter.proc.kill()
+    assert code == 0
+    lines = stderr.splitlines()
+    assert any(line.startswith("ts=") and "msg=\"festivals-exporter started\"" in line
+               for line in lines)
+    after = lines[next(i for i, line in enumerate(lines) if "SIGHUP" in line) + 1:]
+    assert after and all(line.startswith("{") for line in after), after
+    assert not any('"level": "info"' in line for line in after), after
+    assert any('"level": "error"' in line and "config reload failed" in line for line in after)
 
 
 def test_port_in_use_is_a_clear_startup_error(tmp_path: Path) -> None:
