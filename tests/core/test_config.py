@@ -184,9 +184,11 @@ def test_bundled_demo_config_is_valid() -> None:
     assert {spec.kind for spec in config.probes} == {"http", "tcp"}
 
 
-def _errors(text: str, environ: dict[str, str] | None = None, **kw: bool) -> list[str]:
+def _errors(
+    text: str, environ: dict[str, str] | None = None, check_files: bool = False
+) -> list[str]:
     with pytest.raises(ConfigError) as err:
-        parse_config(text, environ={} if environ is None else environ, **kw)
+        parse_config(text, environ={} if environ is None else environ, check_files=check_files)
     return err.value.errors
 
 
