@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import anyio._backends._asyncio  # noqa: F401  (imported once, before the loop is timed)
 import pytest
 
 from exporter.config import parse_config
