@@ -17,7 +17,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+from redis import exceptions as rexc
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection, ConnectionPool, SSLConnection
 from redis.asyncio.retry import Retry
@@ -35,6 +36,7 @@ from probes.base import (
     gauge,
     read_secret_async,
 )
+from probes.redis.lookups import Lookups, hits_misses
 from probes.redis.queues import (
     FESTIVALS_QUEUES,
     KeyResult,
@@ -45,6 +47,7 @@ from probes.redis.queues import (
     read_keys,
     scan_pattern,
 )
+from probes.redis.resp import StrictRESP2Parser
 from probes.redis.server import (
     BAD_JOB,
     LOADING,
@@ -70,6 +73,8 @@ ACL_SETUSER = (
 
 class RedisConfig(KindConfig):
     """Keys of a ``kind: redis`` probe entry."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
     url: str | None = None
     address: str | None = None
@@ -178,6 +183,9 @@ class RedisState:
         self.client: Redis | None = None
         self._password: str | None = None
         self.type_cache: dict[bytes, str] = {}
+        self.lookups = Lookups()
+        # the held connection answered a whole run: losing it later is not a reason
+        self.proven = False
 
     async def client_for(self, config: RedisConfig, password: str | None) -> Redis:
         """The held client; rebuilt when the password (e.g. a rotated file) changed."""
@@ -202,6 +210,7 @@ class RedisState:
             socket_connect_timeout=config.client_timeout,
             retry=Retry(NoBackoff(), 0),
             protocol=2,
+            parser_class=StrictRESP2Parser,
             driver_info=None,  # no CLIENT SETINFO: the ACL needs nothing beyond READ_COMMANDS
             **kwargs,
         )
@@ -211,6 +220,8 @@ class RedisState:
 
     async def reset(self) -> None:
         """Drop every connection (after an error or cancellation); the next run reconnects."""
+        self.proven = False
+        self.lookups.last = None  # the cut-off run's own lookups are not the others'
         if self.client is not None:
             await self.client.connection_pool.disconnect()
 
@@ -256,8 +267,22 @@ async def run(config: RedisConfig, state: RedisState) -> ProbeResult:
     done = False
     try:
         client = await state.client_for(config, password)
-        result = await _measure(config, state, client, detail)
+        lost: rexc.ConnectionError | None = None
+        try:
+            result = await _measure(config, state, client, detail)
+        except rexc.ConnectionError as exc:
+            if not state.proven or reason_for_redis_error(exc) != Reason.UNREACHABLE:
+                raise
+            lost = exc
+        if lost is not None:  # retried outside the handler: the new error's own causes
+            # The server closed the held connection since the last run (stopped,
+            # restarted, CLIENT KILL, its timeout): a new connection says what the server's
+            # state is now, so one cause reads as one reason from the first failed run.
+            detail.append(f"held connection lost ({type(lost).__name__}): reconnecting")
+            await state.reset()
+            result = await _measure(config, state, client, detail)
         done = True
+        state.proven = True
         return result
     except Exception as exc:  # mapped to a bounded reason; the message goes to detail only
         reason = reason_for_redis_error(exc)
@@ -277,7 +302,9 @@ async def _measure(
         f"PING x{len(samples)}: median {sorted(samples)[len(samples) // 2] * 1000:.2f}ms "
         f"max {max(samples) * 1000:.2f}ms"
     )
-    srv = server_info(await client.info())
+    raw_info = await client.info()
+    before = hits_misses(raw_info)
+    srv = server_info(raw_info)
     detail.extend(srv.detail)
     limits = Limits(config.max_keys, config.max_scan_seconds, config.scan_count,
                     config.max_job_bytes)
@@ -306,6 +333,13 @@ async def _measure(
     state.type_cache = {k: cache[k] for _, k in todo if k in cache}
     for n, res in zip(owner, results, strict=True):
         queues[n].keys.append(res)
+    after = hits_misses(await client.info(section="stats"))
+    other_hits, other_misses, ratio = state.lookups.account(before, after)
+    if before is not None and after is not None:
+        detail.append(
+            f"keyspace lookups during the probe's reads: {after[0] - before[0]:.0f} hits, "
+            f"{after[1] - before[1]:.0f} misses (excluded); other clients since the last "
+            f"run: {other_hits:.0f} hits, {other_misses:.0f} misses")
     reason = ""
     rows: list[tuple[str, ...]] = [("queue", "key", "type", "length", "oldest job age", "note")]
     for qr in queues:
@@ -326,7 +360,7 @@ async def _measure(
         reason = MAXMEMORY_UNSET
         detail.append("require_maxmemory: maxmemory is 0 or not reported")
     metrics = (_up(1), *ping_metrics(samples), *srv.metrics,
-               *queue_metrics(config.database, queues))
+               *state.lookups.metrics(after, ratio), *queue_metrics(config.database, queues))
     tables = [("queues", tuple(rows))]
     if reason:
         return ProbeResult.fail(reason, metrics, detail, tables)

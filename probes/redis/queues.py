@@ -48,7 +48,8 @@ def _check_score(value: str) -> str:
 class QueueConfig(BaseModel):
     """One entry of ``queues``: a key or a bounded pattern."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # ``max_score: 1700000000`` and ``key: 2024`` are typed as numbers; YAML reads them so
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
     key: str | None = None
     pattern: str | None = None

@@ -6,6 +6,7 @@ Private helper of :mod:`probes.redis`; nothing here writes to the server.
 from __future__ import annotations
 
 import math
+import re
 import socket
 import ssl
 import statistics
@@ -39,7 +40,7 @@ def reason_for_redis_error(exc: BaseException) -> str:
     if isinstance(exc, rexc.ConnectionError):
         if "max number of clients" in str(exc):
             return Reason.TOO_MANY_CLIENTS
-        cause = _root_os_error(exc)
+        cause = _root_os_error(exc) or _os_error_in_message(str(exc))
         if cause is None:
             return Reason.UNREACHABLE
         return _reason_for_os_error(cause)
@@ -59,6 +60,17 @@ def _root_os_error(exc: BaseException) -> OSError | None:
             return cur
         cur = cur.__cause__ or cur.__context__
     return None
+
+
+# redis-py's connect error text; when the pool replaces a stale connection it raises this
+# while handling its own "Connection has data", so the OSError is not in the chain.
+_CONNECT_ERRNO_RE = re.compile(r"^Error (\d+) connecting to ")
+
+
+def _os_error_in_message(message: str) -> OSError | None:
+    m = _CONNECT_ERRNO_RE.match(message)
+    # OSError(errno, text) is the errno's subclass: 111 -> ConnectionRefusedError
+    return OSError(int(m.group(1)), message) if m else None
 
 
 def _reason_for_os_error(exc: OSError) -> str:
@@ -127,7 +139,8 @@ def _text(value: Any) -> str:
 
 def server_info(raw: Mapping[str, Any]) -> ServerInfo:
     """Metrics from a parsed ``INFO`` reply (redis-py's dict). Absent fields read NaN, the
-    absent ``maxmemory`` reads 0 (no limit), like redis_exporter."""
+    absent ``maxmemory`` reads 0 (no limit), like redis_exporter. Keyspace hits and misses
+    are :mod:`probes.redis.lookups`' (read again after the probe's own reads)."""
     role = _text(raw.get("role", "unknown"))
     version = _text(raw.get("redis_version", "unknown"))
     mode = _text(raw.get("redis_mode", "unknown"))
@@ -153,10 +166,6 @@ def server_info(raw: Mapping[str, Any]) -> ServerInfo:
               _num(raw, "blocked_clients")),
         counter("redis_evicted_keys", "Keys evicted because of maxmemory.",
                 _num(raw, "evicted_keys")),
-        counter("redis_keyspace_hits", "Successful key lookups (cache hits).",
-                _num(raw, "keyspace_hits")),
-        counter("redis_keyspace_misses", "Failed key lookups (cache misses).",
-                _num(raw, "keyspace_misses")),
         gauge("redis_instantaneous_ops_per_second", "Commands per second, as sampled by Redis.",
               _num(raw, "instantaneous_ops_per_sec")),
         gauge("redis_connected_slaves", "Connected replicas.", _num(raw, "connected_slaves")),

@@ -6,8 +6,11 @@ import math
 
 import pytest
 from pydantic import ValidationError
+from redis import exceptions as rexc
 
+from exporter.config import parse_config
 from probes.redis import KIND, RedisConfig
+from probes.redis.server import reason_for_redis_error
 
 
 def test_defaults_are_the_festivals_queues() -> None:
@@ -106,3 +109,53 @@ def test_one_stream_in_two_entries_gives_one_group_series() -> None:
     for metric in queue_metrics(0, results):
         labels = [sample.labels for sample in metric.samples]
         assert len(labels) == len(set(labels)), metric.name
+
+
+def test_refused_connect_is_refused_even_without_the_os_error_in_its_chain() -> None:
+    """The pool replacing a stale connection raises redis-py's connect error while handling
+    its own "Connection has data": the chain holds no ConnectionRefusedError."""
+    try:
+        try:
+            raise rexc.ConnectionError("Connection has data") from None
+        except rexc.ConnectionError:
+            raise rexc.ConnectionError("Error 111 connecting to 127.0.0.1:1. Connect call "
+                                       "failed ('127.0.0.1', 1).") from None
+    except rexc.ConnectionError as exc:
+        assert reason_for_redis_error(exc) == "refused"
+    assert reason_for_redis_error(rexc.ConnectionError("Connection closed by server.")) == (
+        "unreachable")
+
+
+@pytest.mark.parametrize(("entry", "key", "expected"), [
+    # every documented value of a queue entry as a user types it in YAML, unquoted
+    *[(f"max_score: {v}", "max_score", e) for v, e in (
+        ("0", "0"), ("1700000000", "1700000000"), ("1.5", "1.5"), ("-inf", "-inf"),
+        ("+inf", "+inf"), (".inf", "inf"), ("now", "now"), ("now-5m", "now-5m"),
+        ("now+1h", "now+1h"))],
+    ("min_score: 0", "min_score", "0"),
+    *[(f"type: {v}", "type", v) for v in ("auto", "list", "zset", "stream", "set", "hash")],
+    ("score_unit: ms", "score_unit", "ms"),
+    ("score_unit: s", "score_unit", "s"),
+    ("oldest_at: head", "oldest_at", "head"),
+    ("oldest_at: tail", "oldest_at", "tail"),
+    ("score_is_timestamp: yes", "score_is_timestamp", True),
+    ("name: 2024", "name", "2024"),
+    ("group: 1", "group", "1"),
+])
+def test_documented_queue_values_work_as_typed_in_yaml(
+    entry: str, key: str, expected: object
+) -> None:
+    text = ("probes:\n  - name: r\n    kind: redis\n    queues:\n"
+            f"      - key: festivals:q\n        {entry}\n")
+    (spec,) = parse_config(text, {}).probes
+    assert isinstance(spec.settings, RedisConfig)
+    assert getattr(spec.settings.queues[0], key) == expected
+
+
+def test_documented_probe_values_work_as_typed_in_yaml() -> None:
+    text = ("probes:\n  - name: r\n    kind: redis\n    db: 0\n    max_keys: 5000\n"
+            "    max_scan_seconds: 500ms\n    require_maxmemory: on\n    username: 1001\n")
+    (spec,) = parse_config(text, {}).probes
+    assert isinstance(spec.settings, RedisConfig)
+    assert spec.settings.username == "1001" and spec.settings.require_maxmemory is True
+    assert spec.settings.max_scan_seconds == 0.5
