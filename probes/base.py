@@ -129,9 +129,9 @@ class ProbeResult:
 
     ``reason`` is empty on success, else one value of :class:`Reason` (or a kind-specific
     reason listed in ``ProbeKind.reasons``), never an exception message. ``detail`` holds
-    human-readable debug lines for the landing page (what was sent, what came back, which
-    check failed); secrets must never appear in it. ``tables`` are optional named tables for
-    the landing page (e.g. PostgreSQL's longest-running queries): header row first.
+    human-readable debug lines for the probe's page ``/probes/NAME`` (what was sent, what
+    came back, which check failed); secrets must never appear in it. ``tables`` are optional
+    named tables for that page (e.g. PostgreSQL's longest-running queries): header row first.
     """
 
     success: bool

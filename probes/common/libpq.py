@@ -68,6 +68,12 @@ _MESSAGE_REASONS: tuple[tuple[str, str], ...] = (
     ("connection refused", Reason.REFUSED),
     ("no such file or directory", Reason.REFUSED),  # unix socket absent
     ("the database system is", Reason.REFUSED),  # starting up / shutting down
+    # the peer is not PostgreSQL (another service on the port): its first byte says so,
+    # before any TLS is negotiated, so these come before "ssl"
+    ("invalid response to ssl negotiation", Reason.PROTOCOL),
+    ("expected authentication request", Reason.PROTOCOL),
+    ("lost synchronization with server", Reason.PROTOCOL),
+    ("invalid message length", Reason.PROTOCOL),
     ("could not translate host name", Reason.DNS),
     ("name or service not known", Reason.DNS),
     ("ssl", Reason.TLS),
