@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 4
 
-.PHONY: run test lint typecheck unit services bench clean
+.PHONY: run test lint typecheck unit services bench clean generate
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ run: $(STAMP)
 ## Installs and starts what the tests talk to (PostgreSQL, Redis, promtool, Chromium...).
 services:
 	bash scripts/ensure-services.sh
+
+## Rewrites the mixin's generated files (alerts/, grafana/, deploy/kubernetes/base/mixin/,
+## the tables in docs/) from exporter/mixin/; `make test` fails while they differ.
+generate: $(STAMP)
+	$(BIN)/festivals-exporter mixin --output .
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

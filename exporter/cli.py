@@ -1,4 +1,4 @@
-"""Command line: ``run`` (default), ``check-config``, ``probe``, ``version``.
+"""Command line: ``run`` (default), ``check-config``, ``probe``, ``version``, ``mixin``.
 
 Flags follow exporter conventions (``--web.listen-address``, ``--config.file``,
 ``--log.level``, ``--log.format``). Exit codes: 0 ok, 1 a probe failed or the daemon
@@ -34,7 +34,7 @@ from exporter.scheduler import close_state, execute
 from probes.base import Metric, ProbeResult
 
 DEFAULT_CONFIG_FILE = "festivals-exporter.yml"
-COMMANDS = ("run", "check-config", "probe", "version")
+COMMANDS = ("run", "check-config", "probe", "version", "mixin")
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 # A file with 20,000 unknown keys must not print 20,000 lines: the first ones say enough.
 MAX_PRINTED_ERRORS = 100
@@ -81,6 +81,14 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument("names", nargs="*", help="probe names")
     probe.add_argument("--all", action="store_true", help="run every configured probe")
 
+    mixin = sub.add_parser("mixin", help="write the alert rules, Alertmanager config, "
+                           "dashboards and Kubernetes objects from a values file")
+    mixin.add_argument("--values", dest="values_file",
+                       help="values YAML merged over the defaults (docs/alerts.md)")
+    mixin.add_argument("--output", default=".", help="directory to write into (default: .)")
+    mixin.add_argument("--check", action="store_true",
+                       help="write nothing; exit 1 if a file differs from the generator")
+
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -105,6 +113,10 @@ def _main(argv: Sequence[str] | None) -> int:
         return EXIT_OK
     if args.command == "check-config":
         return _check_config(Path(args.file or args.config_file), not args.skip_file_checks)
+    if args.command == "mixin":
+        from exporter.mixin.cli import run as run_mixin
+
+        return run_mixin(args.values_file, args.output, args.check)
 
     config = _load(Path(args.config_file), check_files=False)
     if config is None:

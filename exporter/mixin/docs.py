@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from exporter.mixin.rules import rule_groups
 from exporter.mixin.values import MixinValues, inputs, sections
 
 _BLOCK = re.compile(r"(<!-- mixin:([a-z-]+) -->\n)(.*?)(<!-- /mixin:\2 -->)", re.S)
@@ -40,6 +41,7 @@ _COMMON = {
     "input_absent_for": "`for` of FestivalsInputAbsent",
     "statuspage_stale_after": "a status page with no usable answer for this long is stale",
     "statuspage_stale_for": "`for` of FestivalsStatusPageStale",
+    "critical_group_wait": "group_wait of the pager route",
 }
 
 
@@ -96,11 +98,54 @@ def sections_reference(values: MixinValues) -> str:
     return "\n".join(rows) + "\n"
 
 
+def alerts_reference(values: MixinValues) -> str:
+    rows = ["| alert | `signal` | severity | `for` | summary |",
+            "| --- | --- | --- | --- | --- |"]
+    seen: set[tuple[str, str, str]] = set()
+    for group in rule_groups(values):
+        for rule in group["rules"]:
+            if "alert" not in rule:
+                continue
+            labels = rule["labels"]
+            signal = labels.get("signal") or labels.get("input") or ""
+            key = (rule["alert"], signal, rule["annotations"]["summary"])
+            if key in seen:
+                continue
+            seen.add(key)
+            shown = f"`{signal}`" if signal else "–"
+            summary = rule["annotations"]["summary"].replace("|", "\\|")
+            rows.append(
+                f"| {rule['alert']} | {shown} | `{labels['severity']}` | "
+                f"{rule.get('for', '–')} | {summary} |"
+            )
+    return "\n".join(rows) + "\n"
+
+
+_LEVELS = {
+    "instance_probe": "per prober (keeps `instance`)",
+    "probe": "fleet: the prober that sees the least (`min without (instance)`)",
+    "job": "per job (the API's own metrics, or the exporter's replicas)",
+    "path": "per job and path",
+}
+
+
+def recording_reference(values: MixinValues) -> str:
+    rows = ["| rule | level |", "| --- | --- |"]
+    for group in rule_groups(values):
+        for rule in group["rules"]:
+            if "record" in rule:
+                level = rule["record"].split(":", 1)[0]
+                rows.append(f"| `{rule['record']}` | {_LEVELS[level]} |")
+    return "\n".join(rows) + "\n"
+
+
 Renderer = Callable[[MixinValues], str]
 RENDERERS: dict[str, Renderer] = {
     "values": values_reference,
     "inputs": inputs_reference,
     "sections": sections_reference,
+    "alerts": alerts_reference,
+    "recording": recording_reference,
 }
 
 

@@ -142,6 +142,19 @@ class Dashboards(_Model):
         return str(getattr(self, area))
 
 
+class Alertmanager(_Model):
+    """The example Alertmanager config: receivers and notification timing."""
+
+    pagerduty_routing_key: str = Field(description="PagerDuty Events v2 integration key")
+    pagerduty_url: str = Field(description="Events API URL; empty: PagerDuty's own")
+    ticket_webhook_url: str = Field(description="webhook of the ticketing system (warnings)")
+    group_wait: Duration = Field(description="wait before the first notification of a group")
+    critical_group_wait: Duration
+    group_interval: Duration = Field(description="wait before notifying a group's changes")
+    critical_repeat_interval: Duration = Field(description="re-page an unresolved incident")
+    warning_repeat_interval: Duration = Field(description="re-send an open ticket")
+
+
 # ------------------------------------------------------------------ alert settings
 
 
@@ -226,7 +239,10 @@ class HighCPUUsage(_Alert):
 
 class HighMemoryUsage(_Alert):
     threshold: Ratio = Field(description="working set / memory limit")
-    oom_window: Duration = Field(description="an OOMKill restart within this window fires")
+    oom_window: Duration = Field(description="window in which OOMKill restarts are counted")
+    oom_restarts: int = Field(
+        ge=1, description="restarts in oom_window (the last one OOMKilled) that fire"
+    )
 
 
 class QueueBacklog(_Alert):
@@ -308,6 +324,7 @@ class MixinValues(_Model):
     replicas: Replicas
     urls: Urls
     dashboards: Dashboards
+    alertmanager: Alertmanager
     alerts: Alerts
     inputs: dict[InputName, InputSettings]
     sections: dict[str, SectionValues]

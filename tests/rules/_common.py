@@ -17,11 +17,13 @@ RULES = ROOT / "alerts" / "festivals.rules.yml"
 RULE_TESTS = sorted((ROOT / "alerts" / "tests").glob("*.yml"))
 ALERTMANAGER = ROOT / "alerts" / "alertmanager.example.yml"
 DASHBOARD_DIR = ROOT / "grafana" / "dashboards"
-GENERATOR = ROOT / "scripts" / "generate_dashboards.py"
 
+# The shipped defaults (exporter/mixin/defaults.yaml): the hand-written promtool tests in
+# alerts/tests/ spell these out, so a change of default shows up there too.
 RUNBOOK_BASE_URL = "https://github.com/festivals/festivals/blob/main/docs/runbook.md"
 EXPORTER_DOCS_URL = "https://github.com/festivals/festivals-exporter/blob/main/docs/alerts.md"
 GRAFANA_BASE_URL = "https://grafana.festivals.example"
+DIAGNOSE_BASE_URL = "http://festivals-exporter.monitoring.svc:9816/diagnose"
 
 
 def tool(name: str) -> str:
@@ -49,6 +51,23 @@ def alert_rules() -> list[dict[str, Any]]:
 
 def recording_rules() -> list[dict[str, Any]]:
     return [rule for rule in load_rules() if "record" in rule]
+
+
+def selectors(expr: str) -> list[Any]:
+    """Every vector selector of a PromQL expression (parsed, not grepped)."""
+    found: list[Any] = []
+
+    def visit(node: Any) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            found.append(node)
+
+    promql_parser.walk(promql_parser.parse(expr), visit)
+    return found
+
+
+def matchers(selector: Any) -> dict[str, tuple[str, str]]:
+    """label -> (operator, value) of a selector's matchers."""
+    return {m.name: (str(m.op), m.value) for m in selector.matchers.matchers}
 
 
 def metric_names(expr: str) -> set[str]:

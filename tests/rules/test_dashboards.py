@@ -1,41 +1,32 @@
-"""Grafana dashboards: no drift from the generator, linter conventions, valid PromQL."""
+"""Grafana dashboards: linter conventions, variables in every query, alert thresholds as
+panel steps, valid PromQL. (No drift from the generator: tests/mixin/test_generate.py.)"""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import promql_parser
 import pytest
 import yaml
 
+from exporter.mixin import default_values
+
 from ._common import (
     DASHBOARD_DIR,
-    GENERATOR,
     dashboard_panels,
     documentation,
     documented_names,
     is_documented,
+    matchers,
     metric_names,
     recording_rules,
     run,
+    selectors,
     tool,
 )
-
-
-@pytest.fixture(scope="module")
-def generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("generate_dashboards", GENERATOR)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while executing
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -55,20 +46,8 @@ def _exprs(dashboards: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
     ]
 
 
-def test_committed_json_matches_the_generator(generator: ModuleType) -> None:
-    expected: dict[str, str] = generator.rendered()
-    committed = {p.name: p.read_text(encoding="utf-8") for p in DASHBOARD_DIR.glob("*.json")}
-    assert set(committed) == set(expected), "run scripts/generate_dashboards.py"
-    stale = sorted(name for name in expected if committed[name] != expected[name])
-    assert not stale, f"out of date, run scripts/generate_dashboards.py: {stale}"
-
-
-def test_check_mode_detects_drift(generator: ModuleType, tmp_path: Path) -> None:
-    assert generator.main(["--out", str(tmp_path)]) == 0  # writes a fresh copy
-    assert generator.main(["--check", "--out", str(tmp_path)]) == 0
-    victim = tmp_path / "festivals-api.json"
-    victim.write_text(victim.read_text(encoding="utf-8").replace("p99", "p95"))
-    assert generator.main(["--check", "--out", str(tmp_path)]) == 1
+def _parseable(expr: str) -> str:
+    return expr.replace("$__rate_interval", "5m")
 
 
 def test_one_dashboard_per_runbook_area(dashboards: dict[str, dict[str, Any]]) -> None:
@@ -84,9 +63,15 @@ def test_linter_conventions(dashboards: dict[str, dict[str, Any]]) -> None:
         uids.append(dash["uid"])
         assert name == f"{dash['uid']}.json"
         assert dash["title"] and dash["description"]
-        variables = dash["templating"]["list"]
-        ds = [v for v in variables if v["type"] == "datasource"]
-        assert [(v["name"], v["query"]) for v in ds] == [("datasource", "prometheus")], name
+        assert dash["editable"] is False, name  # read-only: changes go through the mixin
+        variables = {v["name"]: v for v in dash["templating"]["list"]}
+        assert list(variables) == ["datasource", "job", "instance"], name
+        assert variables["datasource"]["type"] == "datasource"
+        assert variables["datasource"]["query"] == "prometheus"
+        for var in ("job", "instance"):
+            assert variables[var]["type"] == "query"
+            assert variables[var]["datasource"]["uid"] == "${datasource}"
+            assert variables[var]["includeAll"] and variables[var]["allValue"] == ".*"
         ids = [p["id"] for p in dash["panels"]]
         assert len(ids) == len(set(ids)) and 0 not in ids, name
         panels = list(dashboard_panels(dash))
@@ -107,12 +92,71 @@ def test_linter_conventions(dashboards: dict[str, dict[str, Any]]) -> None:
     assert len(uids) == len(set(uids))
 
 
+def test_every_selector_uses_the_job_and_instance_variables(
+    dashboards: dict[str, dict[str, Any]],
+) -> None:
+    for name, title, expr in _exprs(dashboards):
+        for sel in selectors(_parseable(expr)):
+            found = matchers(sel)
+            where = f"{name} / {title}: {sel.name}"
+            assert found.get("job") == ("MatchOp.Re", "$job"), where
+            assert found.get("instance") == ("MatchOp.Re", "$instance"), where
+
+
+def _steps(panel: dict[str, Any]) -> list[tuple[float | None, str]]:
+    thresholds = panel["fieldConfig"]["defaults"].get("thresholds") or {}
+    return [(s.get("value"), s["color"]) for s in thresholds.get("steps", [])]
+
+
+def _panel(dashboards: dict[str, dict[str, Any]], board: str, title: str) -> dict[str, Any]:
+    for panel in dashboard_panels(dashboards[f"festivals-{board}.json"]):
+        if panel["title"] == title:
+            return panel
+    raise AssertionError(f"no panel {title!r} on {board}")
+
+
+def test_alert_panels_have_the_alert_thresholds_as_steps(
+    dashboards: dict[str, dict[str, Any]],
+) -> None:
+    # Hand-written against the defaults: a panel turns red exactly where its alert fires.
+    red_above = {
+        ("api", "5xx ratio"): 0.01,
+        ("api", "p99 latency"): 0.5,
+        ("api", "Probe error ratio per prober"): 0.05,
+        ("api", "Probe p99 run duration"): 0.5,
+        ("database", "Connection slots used"): 0.9,
+        ("database", "Oldest client wait"): 1,
+        ("queues", "Queue length"): 1000,
+        ("queues", "Oldest job age"): 600,
+        ("payments", "Payment failure ratio"): 0.05,
+        ("payments", "Component status"): 2,
+        ("payments", "Status page answer age"): 900,
+        ("kubernetes", "CPU use vs limit"): 0.9,
+        ("kubernetes", "Memory use vs limit"): 0.9,
+        ("overview", "Seconds since last run"): 900,
+    }
+    for (board, title), threshold in red_above.items():
+        assert _steps(_panel(dashboards, board, title)) == [(None, "green"), (threshold, "red")]
+    green_above = {
+        ("tls", "Days left per source"): 14,
+        ("tls", "Endpoint certificates (http/tcp probes)"): 14,
+        ("database", "PostgreSQL up"): 1,
+        ("queues", "Redis up"): 1,
+        ("api", "API health check"): 1,
+    }
+    for (board, title), threshold in green_above.items():
+        assert _steps(_panel(dashboards, board, title)) == [(None, "red"), (threshold, "green")]
+    # HTTP 200 is green, not red; a 5xx is red
+    status = dict((v, c) for v, c in _steps(_panel(dashboards, "api", "HTTP status")))
+    assert status[200] == "green" and status[500] == "red"
+
+
 def test_every_dashboard_expression_parses(dashboards: dict[str, dict[str, Any]]) -> None:
     exprs = _exprs(dashboards)
     assert len(exprs) > 50
     for name, title, expr in exprs:
         try:
-            promql_parser.parse(expr.replace("$__rate_interval", "5m"))
+            promql_parser.parse(_parseable(expr))
         except ValueError as exc:
             pytest.fail(f"{name} / {title}: {exc}: {expr}")
 
@@ -127,7 +171,7 @@ def test_dashboard_expressions_pass_promtool(
 ) -> None:
     # Second opinion from Prometheus' own parser: every query as a recording rule.
     rules = [
-        {"record": f"dashboard:expr:n{i}", "expr": expr.replace("$__rate_interval", "5m")}
+        {"record": f"dashboard:expr:n{i}", "expr": _parseable(expr)}
         for i, (_, _, expr) in enumerate(_exprs(dashboards))
     ]
     path = tmp_path / "dashboards.rules.yml"
@@ -143,7 +187,25 @@ def test_every_metric_in_the_dashboards_is_documented(
     recorded = {rule["record"] for rule in recording_rules()}
     used: set[str] = set()
     for _, _, expr in _exprs(dashboards):
-        used |= metric_names(expr.replace("$__rate_interval", "5m"))
+        used |= metric_names(_parseable(expr))
     assert {"probe_success", "pg_connections_used_ratio", "redis_queue_length"} <= used
     missing = sorted(n for n in used if n not in recorded and not is_documented(n, docs))
     assert not missing, f"metrics used in dashboards but documented nowhere: {missing}"
+
+
+def test_a_cluster_label_adds_a_variable_to_every_query(tmp_path: Path) -> None:
+    from exporter.mixin.dashboards import rendered
+    from exporter.mixin.values import load_values
+
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text("selectors: {cluster_label: cluster}\n")
+    values = load_values(values_file)
+    assert values != default_values()
+    for text in rendered(values).values():
+        dash = json.loads(text)
+        assert [v["name"] for v in dash["templating"]["list"]] == [
+            "datasource", "cluster", "job", "instance"]
+        for panel in dashboard_panels(dash):
+            for target in panel["targets"]:
+                for sel in selectors(_parseable(target["expr"])):
+                    assert matchers(sel).get("cluster") == ("MatchOp.Re", "$cluster")
