@@ -78,6 +78,8 @@ class PostgresState:
         self.pgss_columns: tuple[str, str] | None = None
         self.pgss_logged = False
         self.texts: dict[str, str] = {}
+        # queryids of the probe's own statements, left out of the slow-query figures
+        self.own_query_ids: set[int] = set()
         self.lock = anyio.Lock()
 
     async def drop(self) -> None:
@@ -212,7 +214,7 @@ async def _run(
                               ping))
         out.detail.append(f"SELECT 1: {ping * 1000:.2f} ms")
         cur = await conn.execute(
-            q.ACTIVITY_SQL,
+            q.activity_sql(conn.info.server_version),
             {
                 "idle": config.idle_threshold,
                 "idle_tx": config.idle_in_transaction_threshold,
@@ -239,6 +241,7 @@ async def _run(
         return out.result(reason)
     assert row is not None
     doc: dict[str, Any] = row[0]
+    _remember_own(state, doc.get("own_query_id"))
     out.add(*q.activity_metrics(doc))
     out.tables.append(q.activity_table(doc))
     monitor = bool(doc["monitor"])
@@ -283,6 +286,7 @@ async def _statements(
     config: PostgresConfig, state: PostgresState, conn: Conn, schema: str | None, out: _Run
 ) -> bool:
     """Add pg_stat_statements metrics; False (flag 0, log once) when unavailable."""
+    version = conn.info.server_version
     why = ""
     doc: dict[str, Any] | None = None
     try:
@@ -290,18 +294,21 @@ async def _statements(
             why = "extension pg_stat_statements is not installed in this database"
         else:
             if state.pgss_columns is None:
-                cur = await conn.execute(q.COLUMNS_SQL, (schema,))
+                cur = await conn.execute(q.columns_sql(version), (schema,))
                 cols = await cur.fetchone()
                 state.pgss_columns = q.statement_columns(cols[0] if cols else [])
+                _remember_own(state, cols[1] if cols else None)
             if state.pgss_columns is None:
                 why = "pg_stat_statements has neither *_exec_time nor *_time columns"
             else:
                 mean, total = state.pgss_columns
                 cur = await conn.execute(
-                    q.statements_sql(schema, mean, total), {"k": config.statements_top_k}
+                    q.statements_sql(schema, mean, total, version),
+                    {"k": config.statements_top_k, "own": sorted(state.own_query_ids)},
                 )
                 row = await cur.fetchone()
                 doc = row[0] if row else None
+                _remember_own(state, (doc or {}).get("own_query_id"))
                 await _fetch_texts(config, state, conn, schema, doc)
     except psycopg.errors.ObjectNotInPrerequisiteState:
         why = "pg_stat_statements is not in shared_preload_libraries"
@@ -332,13 +339,20 @@ async def _fetch_texts(
     missing = [i for i in ids if i not in state.texts]
     if missing:
         cur = await conn.execute(
-            q.texts_sql(schema),
+            q.texts_sql(schema, conn.info.server_version),
             {"qlen": config.query_text_length, "ids": [int(i) for i in missing]},
         )
-        for qid, text in await cur.fetchall():
+        for qid, text, own in await cur.fetchall():
             state.texts[str(qid)] = q.redact(text)
+            _remember_own(state, own)
     if len(state.texts) > 4 * max(1, config.statements_top_k):  # keep the cache bounded
         state.texts = {i: state.texts[i] for i in ids if i in state.texts}
+
+
+def _remember_own(state: PostgresState, query_id: Any) -> None:
+    # a handful of statements; a bound in case the server's query ids ever vary
+    if isinstance(query_id, int) and len(state.own_query_ids) < 64:
+        state.own_query_ids.add(query_id)
 
 
 KIND: ProbeKind[PostgresConfig, PostgresState] = ProbeKind(

@@ -1,6 +1,6 @@
 """SQL of the ``postgres`` probe and the translation of its answers into metrics.
 
-One statement (:data:`ACTIVITY_SQL`) returns settings, recovery state, pg_stat_activity
+One statement (:func:`activity_sql`) returns settings, recovery state, pg_stat_activity
 aggregates and the longest-running queries as a single JSON document, so a probe run costs
 one round trip for all of it. pg_stat_statements is read with ``showtext => false``
 (no query-text file read); texts are fetched only for top-K query ids not yet cached.
@@ -16,8 +16,19 @@ from psycopg import sql
 
 from probes.base import Metric, Sample, gauge, gauges, info
 
+# The running statement's own pg_stat_statements queryid (PG14+, computed when
+# pg_stat_statements is loaded): each statement of the probe reports it, so the slow-query
+# figures can leave the probe's own statements out. NULL before PG14.
+OWN_QUERY_ID = "(SELECT query_id FROM pg_stat_activity WHERE pid = pg_backend_pid())"
+NO_QUERY_ID = "NULL::bigint"
+
+
+def own_query_id(version_num: int) -> str:
+    return OWN_QUERY_ID if version_num >= 140000 else NO_QUERY_ID
+
+
 # Own connection excluded (pid <> pg_backend_pid()) from everything but "used".
-ACTIVITY_SQL = """
+_ACTIVITY_SQL = """
 WITH a AS (
   SELECT pid, datname, usename, state,
          extract(epoch FROM now() - xact_start)::float8 AS xact_age,
@@ -32,6 +43,7 @@ WITH a AS (
   WHERE coalesce(backend_type, 'client backend') = 'client backend'
 ), o AS (SELECT * FROM a WHERE pid <> pg_backend_pid())
 SELECT json_build_object(
+  'own_query_id', __OWN__,
   'version', current_setting('server_version'),
   'version_num', current_setting('server_version_num')::int,
   'max_connections', current_setting('max_connections')::int,
@@ -73,12 +85,24 @@ SELECT json_build_object(
 
 TOP_QUERIES_TITLE = "Longest-running queries (state != 'idle')"
 
-COLUMNS_SQL = """
-SELECT coalesce(array_agg(attname::text), '{}') FROM pg_attribute
+
+
+def activity_sql(version_num: int) -> str:
+    return _ACTIVITY_SQL.replace("__OWN__", own_query_id(version_num))
+
+
+_COLUMNS_SQL = """
+SELECT coalesce(array_agg(attname::text), '{}'), __OWN__ FROM pg_attribute
 WHERE attrelid = (SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                   WHERE n.nspname = %s AND c.relname = 'pg_stat_statements')
   AND attnum > 0 AND NOT attisdropped
 """
+
+
+
+def columns_sql(version_num: int) -> str:
+    return _COLUMNS_SQL.replace("__OWN__", own_query_id(version_num))
+
 
 STATES = (
     "active",
@@ -90,18 +114,26 @@ STATES = (
 )
 
 
-def statements_sql(schema: str, mean_col: str, total_col: str) -> sql.Composed:
+def statements_sql(
+    schema: str, mean_col: str, total_col: str, version_num: int
+) -> sql.Composed:
     """Totals per database and the top K by mean execution time, without query text.
 
     PG14+ keeps a top-level and a nested entry per (user, database, queryid) when
     ``pg_stat_statements.track = all``: the top K merges them, so its label set
     (``queryid``, ``datname``, ``user``) never repeats within one run.
+
+    The probe's own statements (``%(own)s``, this one included), run as its role, are left
+    out of everything: they would otherwise be among the "slowest" on a quiet database.
     """
+    own = sql.SQL(own_query_id(version_num))
     return sql.SQL(
         """
 WITH e AS (
   SELECT userid, dbid, queryid, calls, {total} AS total_ms, {mean} AS mean_ms, rows
   FROM {schema}.pg_stat_statements(false)
+  WHERE NOT coalesce(userid = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+                     AND queryid = ANY(%(own)s::bigint[] || {own}), false)
 ), s AS (
   SELECT userid, dbid, queryid, sum(calls) AS calls, sum(total_ms) AS total_ms,
          CASE WHEN sum(calls) > 0 THEN sum(total_ms) / sum(calls)
@@ -110,6 +142,7 @@ WITH e AS (
   FROM e GROUP BY userid, dbid, queryid
 )
 SELECT json_build_object(
+  'own_query_id', {own},
   'entries', (SELECT count(*) FROM e),
   'totals', (SELECT json_agg(json_build_object('datname', coalesce(d.datname, ''),
                                                'calls', x.c, 'ms', x.t, 'rows', x.r))
@@ -130,14 +163,16 @@ SELECT json_build_object(
         schema=sql.Identifier(schema),
         mean=sql.Identifier(mean_col),
         total=sql.Identifier(total_col),
+        own=own,
     )
 
 
-def texts_sql(schema: str) -> sql.Composed:
+def texts_sql(schema: str, version_num: int) -> sql.Composed:
     return sql.SQL(
-        "SELECT queryid::text, left(query, %(qlen)s::int) FROM {schema}.pg_stat_statements(true)"
-        " WHERE queryid = ANY(%(ids)s::bigint[])"
-    ).format(schema=sql.Identifier(schema))
+        "SELECT queryid::text, left(query, %(qlen)s::int), {own}"
+        " FROM {schema}.pg_stat_statements(true) WHERE queryid = ANY(%(ids)s::bigint[])"
+    ).format(schema=sql.Identifier(schema),
+             own=sql.SQL(own_query_id(version_num)))
 
 
 _PASSWORD_RE = re.compile(r"(?i)(password\s*)([eE]?'(?:[^']|'')*'?|\$\w*\$.*)")
@@ -172,7 +207,7 @@ def statement_columns(columns: Iterable[str]) -> tuple[str, str] | None:
 
 
 def activity_metrics(doc: Mapping[str, Any]) -> list[Metric]:
-    """Metrics from the :data:`ACTIVITY_SQL` document."""
+    """Metrics from the :func:`activity_sql` document."""
     databases: list[str] = list(doc.get("databases") or [])
     counts: dict[tuple[str, str], float] = {(d, s): 0.0 for d in databases for s in STATES}
     max_tx: dict[tuple[str, str], float] = dict.fromkeys(counts, 0.0)

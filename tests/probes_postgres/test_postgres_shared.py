@@ -341,10 +341,30 @@ async def test_twelve_runs_on_one_held_connection(pg_shared: Cluster) -> None:
     try:
         for _ in range(12):
             results.append(await KIND.run(pg_config(pg_shared, statements_info=True), state))
-            assert await exporter_backends(pg_shared) == 1
+            # the new-client check's backend exits a moment after its close
+            await poll(lambda: _backends_are(pg_shared, 1))
     finally:
         await state.aclose()
     assert [(n, r.reason) for n, r in enumerate(results) if not r.success] == []
     assert {value(r, "pg_connection_opens") for r in results} == {1}
     assert all(value(r, "pg_stat_statements_available") == 1 for r in results)
     assert all(value(r, "pg_new_client_up") == 1 for r in results)
+
+
+async def test_the_probes_own_statements_are_not_among_the_slowest(pg_shared: Cluster) -> None:
+    """On a quiet database the probe's own statements (activity, pg_stat_statements,
+    columns, texts) were most of the "slowest statements" the runbook's step 2 reads."""
+    await admin_exec(pg_shared, "SELECT pg_stat_statements_reset()",
+                     "SELECT pg_sleep(0.01)", "SELECT count(*) FROM pg_class")
+    state = PostgresState()
+    try:
+        for _ in range(12):
+            result = await KIND.run(pg_config(pg_shared, statements_top_k=50), state)
+            assert result.success, result.detail
+    finally:
+        await state.aclose()
+    texts = [row[-1] for row in dict(result.tables)["Slowest statements (mean execution time)"][1:]]
+    assert any("pg_sleep" in t for t in texts), texts
+    own = [t for t in texts if any(mark in t for mark in (
+        "json_build_object", "pg_stat_statements(", "pg_attribute"))]
+    assert own == []
