@@ -27,6 +27,7 @@ from exporter.config import (
     ProbeSpec,
     load_config,
 )
+from exporter.diagnose import command as diagnose_command
 from exporter.eventloop import backend_options
 from exporter.logs import setup_logging
 from exporter.results import redact_result
@@ -34,7 +35,7 @@ from exporter.scheduler import close_state, execute
 from probes.base import Metric, ProbeResult
 
 DEFAULT_CONFIG_FILE = "festivals-exporter.yml"
-COMMANDS = ("run", "check-config", "probe", "version", "mixin")
+COMMANDS = ("run", "check-config", "probe", "diagnose", "version", "mixin")
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 # A file with 20,000 unknown keys must not print 20,000 lines: the first ones say enough.
 MAX_PRINTED_ERRORS = 100
@@ -89,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     mixin.add_argument("--check", action="store_true",
                        help="write nothing; exit 1 if a file differs from the generator")
 
+    diagnose_command.add_parser(sub)
     sub.add_parser("version", help="print the version")
     return parser
 
@@ -111,6 +113,8 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "version":
         _write([f"festivals-exporter {__version__}"])
         return EXIT_OK
+    if args.command == "diagnose":
+        return diagnose_command.run(args)
     if args.command == "check-config":
         return _check_config(Path(args.file or args.config_file), not args.skip_file_checks)
     if args.command == "mixin":
