@@ -59,29 +59,12 @@ def api_down(f: Findings, selected: list[Observation]) -> None:
         f.miss("API pods and rollouts", "no kubernetes probe is configured")
     for obs in kube:
         if (run := f.answered(obs, "API pods and rollouts")) is not None:
-            _deployment(f, obs, run.result, "festivals-api", alert)
-    for obs in (o for o in selected if o.spec.kind == "tcp"):
-        run = f.answered(obs, "dependency port")
-        if run is None:
-            continue
-        target = obs.spec.target()
-        if run.result.success:
-            f.add(obs.spec.name, "dependency_up", f"{target} accepts connections",
-                  value=1, threshold=1)
-        else:
-            f.add(obs.spec.name, "dependency_up",
-                  f"{target} does not accept connections: {run.result.reason}", "degraded",
-                  value=0, threshold=1)
-            f.cause(f"a dependency of the API is down: {target} {run.result.reason}",
-                    f"kubectl exec -it deployment/festivals-api -n festivals -- nc -zv "
-                    f"{target.replace(':', ' ')}", obs.spec.name)
+            _deployment(f, obs, run.result,
+                        f.section.patterns.get("api_deployment", "festivals-api"), alert)
 
 
 def _service(f: Findings) -> str:
-    for sel in f.section.selectors:
-        if sel.kind == "http" and "service" in sel.labels:
-            return sel.labels["service"]
-    return "festivals-api"
+    return f.section.patterns.get("api_service", "festivals-api")
 
 
 def _deployment(f: Findings, obs: Observation, result: ProbeResult, deploy: str,
@@ -127,7 +110,7 @@ def _deployment(f: Findings, obs: Observation, result: ProbeResult, deploy: str,
 
 
 def error_rate(f: Findings, selected: list[Observation]) -> None:
-    alert = "HighErrorRate"
+    alert = "SyntheticHighErrorRate"
     limit = f.section.threshold("synthetic_high_error_rate.threshold")
     api = [o for o in selected if o.spec.kind == "http"]
     if not api:
@@ -193,6 +176,7 @@ def payments(f: Findings, selected: list[Observation]) -> None:
         f.miss("webhook endpoint", "no http probe with service=payments is configured")
     for obs in pages:
         _vendor(f, obs, "", alert)
+    alert = "SyntheticPaymentCheckFailing"
     for obs in hooks:
         run = f.answered(obs, "webhook endpoint")
         if run is None:
@@ -211,7 +195,7 @@ def payments(f: Findings, selected: list[Observation]) -> None:
 
 
 def latency(f: Findings, selected: list[Observation]) -> None:
-    alert = "HighLatencyP99"
+    alert = "SyntheticHighLatencyP99"
     limit = f.section.threshold("synthetic_high_latency_p99.threshold_seconds")
     api = [o for o in selected if o.spec.kind == "http"]
     if not api:

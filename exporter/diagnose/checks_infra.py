@@ -40,14 +40,6 @@ def database(f: Findings, selected: list[Observation]) -> None:
         _postgres(f, obs)
     for obs in (o for o in selected if o.spec.kind == "pgbouncer"):
         _pgbouncer(f, obs)
-    for obs in (o for o in selected if o.spec.kind == "tcp"):
-        if (run := f.answered(obs, "PostgreSQL port")) is None:
-            continue
-        ok = run.result.success
-        f.add(obs.spec.name, "port", f"{obs.spec.target()} "
-              + ("accepts connections" if ok else f"does not accept connections: "
-                 f"{run.result.reason}"), "ok" if ok else f.breach("DatabaseDown"),
-              value=1 if ok else 0, threshold=1, alert="" if ok else "DatabaseDown")
 
 
 def _postgres(f: Findings, obs: Observation) -> None:
@@ -76,8 +68,9 @@ def _postgres(f: Findings, obs: Observation) -> None:
     idle_text = (f", {count(idle)} idle for more than {duration(threshold_s)}"
                  if idle is not None else "")
     level = f.breach(alert) if ratio > limit else "ok"
-    f.add(name, "database_connection_pool_exhausted.slots_ratio", f"connections {count(used)} of {count(usable)} "
-          f"usable ({percent(ratio)}, threshold {percent(limit)}){idle_text}", level,
+    f.add(name, "connections_used_ratio", f"connections {count(used)} of "
+          f"{count(usable)} usable ({percent(ratio)}, threshold {percent(limit)}){idle_text}",
+          level,
           value=ratio, threshold=limit, unit="ratio", alert=alert if level != "ok" else "")
     new_client = value(run.result, "pg_new_client_up")
     refused = reason == "too_many_clients" or new_client == 0
@@ -138,12 +131,11 @@ def resources(f: Findings, selected: list[Observation]) -> None:
             f.miss("CPU and memory use", f"{name}: the metrics API (metrics.k8s.io) does "
                    "not answer", name)
         for metric, alert, key, what in (
-            ("probe_kubernetes_container_cpu_limit_ratio", "HighCPUUsage", "cpu_limit_ratio",
-             "CPU"),
-            ("probe_kubernetes_container_memory_limit_ratio", "HighMemoryUsage",
-             "memory_limit_ratio", "memory"),
+            ("probe_kubernetes_container_cpu_limit_ratio", "HighCPUUsage", "cpu", "CPU"),
+            ("probe_kubernetes_container_memory_limit_ratio", "HighMemoryUsage", "memory",
+             "memory"),
         ):
-            limit = f.section.threshold(key)
+            limit = f.section.threshold(f"high_{key}_usage.threshold")
             rows = sorted(samples(result, metric), key=lambda s: -s[1])
             for lbl, ratio in rows[:3]:
                 pod = lbl.get("pod", "")
@@ -235,10 +227,6 @@ def queues(f: Findings, selected: list[Observation]) -> None:
                 f.cause(f"{queue} is long but moving: not enough workers",
                         "kubectl scale deployment/festivals-worker --replicas=10 -n festivals",
                         name)
-    for obs in (o for o in selected if o.spec.kind == "tcp"):
-        if (run := f.answered(obs, "Redis port")) is not None and not run.result.success:
-            f.add(obs.spec.name, "port", f"{obs.spec.target()} does not accept connections: "
-                  f"{run.result.reason}", "failing", value=0, threshold=1)
 
 
 def certificates(f: Findings, selected: list[Observation]) -> None:
