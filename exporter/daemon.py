@@ -15,6 +15,7 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
 
 from exporter.config import DEFAULT_LISTEN_ADDRESS, Config, ConfigError, load_config
+from exporter.demo import serve_tls as serve_demo_tls
 from exporter.logs import setup_logging
 from exporter.results import ResultStore, RunRecord
 from exporter.scheduler import Scheduler
@@ -121,6 +122,8 @@ class Daemon:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._handle_signals)
             await tg.start(self._serve_http, bind)
+            if self.config.global_.demo:
+                await tg.start(serve_demo_tls, host.strip("[]"), int(port) + 1)
             # Probes may target the exporter itself (demo mode): start them once it answers.
             await _wait_until_listening(host, int(port))
             self.scheduler = Scheduler(self.store, tg)

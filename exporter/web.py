@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from exporter import __version__
 from exporter.config import Config
+from exporter.demo import demo_routes
 from exporter.metrics import make_registry, render
 from exporter.results import ResultStore, RunRecord
 
@@ -146,7 +147,7 @@ def create_app(controller: Controller) -> Starlette:
         Route("/probes/{name}", probe_page),
     ]
     if controller.config.global_.demo:
-        routes += _demo_routes()
+        routes += _demo_routes() + demo_routes()
     return Starlette(routes=routes)
 
 

@@ -144,9 +144,9 @@ def _vendor(f: Findings, obs: Observation, level_when_bad: str, alert: str) -> N
     if run is None:
         return
     overall = value(run.result, "statuspage_overall_status") or 0
-    text = next((lbl.get("description", "") for lbl, _ in samples(
+    text = next((lbl.get("description") or lbl.get("indicator", "") for lbl, _ in samples(
         run.result, "statuspage_overall_info")), "")
-    f.add(name, "overall", f"{name}: {text or 'status'} (severity {overall:.0f})",
+    f.add(name, "overall", f"{name}: overall {text or 'status'} (severity {overall:.0f})",
           "ok" if overall < 2 else "degraded", value=overall, threshold=2)
     pattern = re.compile(f.section.patterns.get("payment_components", "(?i)api|webhooks"))
     floor = f.section.thresholds.get("high_payment_failure_rate.stripe_status_min", 2.0)
