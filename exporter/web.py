@@ -19,6 +19,7 @@ from starlette.routing import Route
 from exporter import __version__
 from exporter.config import Config
 from exporter.demo import demo_routes
+from exporter.diagnose.pages import diagnose_routes, landing_sections
 from exporter.metrics import make_registry, render
 from exporter.results import ResultStore, RunRecord
 
@@ -127,6 +128,7 @@ def create_app(controller: Controller) -> Starlette:
             records=sorted(store.probes.values(), key=lambda r: r.spec.name),
             recent=store.recent(50),
             store=store,
+            sections=landing_sections(store),
         )
         return HTMLResponse(page)
 
@@ -145,6 +147,7 @@ def create_app(controller: Controller) -> Starlette:
         Route("/-/reload", reload, methods=["POST", "PUT"]),
         Route("/probe", probe),
         Route("/probes/{name}", probe_page),
+        *diagnose_routes(controller),
     ]
     if controller.config.global_.demo:
         routes += _demo_routes() + demo_routes()

@@ -7,6 +7,7 @@ diagnosis applies are the alerts' own: the mixin's values are the single source.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -72,8 +73,9 @@ class SectionDef:
 SectionProvider = Callable[[], tuple[SectionDef, ...]]
 
 
+@functools.cache
 def load_sections() -> tuple[SectionDef, ...]:
-    """The sections, built from the mixin's values."""
+    """The sections, built from the mixin's shipped values (read once per process)."""
     from exporter.diagnose.values import sections_from_values
 
     return sections_from_values()
