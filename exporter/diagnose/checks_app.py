@@ -122,7 +122,8 @@ def error_rate(f: Findings, selected: list[Observation]) -> None:
         name = obs.spec.name
         failed = [r for r in obs.runs if not r.result.success]
         ratio = len(failed) / len(obs.runs)
-        level = f.breach(alert) if ratio > limit else "ok"
+        # Every run failing is an outage, whatever the alert's severity for a share of them.
+        level = "failing" if ratio == 1 else f.breach(alert) if ratio > limit else "ok"
         f.add(name, "error_ratio", f"{name} failed {len(failed)} of {len(obs.runs)} runs "
               f"({percent(ratio)}, threshold {percent(limit)})", level, value=ratio,
               threshold=limit, unit="ratio", alert=alert if level != "ok" else "")
@@ -207,6 +208,8 @@ def latency(f: Findings, selected: list[Observation]) -> None:
         name = obs.spec.name
         worst = p99([r.duration for r in obs.runs])
         level = f.breach(alert) if worst > limit else "ok"
+        if all(r.result.reason == "timeout" for r in obs.runs):
+            level = "failing"  # no answer at all within the timeout: not slow, stuck
         f.add(name, "p99", f"{name} p99 {duration(worst)} over {len(obs.runs)} runs "
               f"(threshold {duration(limit)})", level, value=worst, threshold=limit,
               unit="seconds", alert=alert if level != "ok" else "")

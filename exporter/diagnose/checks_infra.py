@@ -84,6 +84,18 @@ def _postgres(f: Findings, obs: Observation) -> None:
                 f"connection slots nearly exhausted; {who} hold slots",
                 _TERMINATE_IDLE.format(minutes=minutes) + f"  # would end {who} older "
                 f"than {duration(threshold_s)}", name)
+    stuck = value(run.result, "pg_stat_activity_idle_in_transaction_over_threshold")
+    if stuck:
+        limit_s = float(getattr(obs.spec.settings, "idle_in_transaction_threshold", 60.0))
+        oldest = value(run.result, "pg_stat_activity_oldest_transaction_seconds") or 0
+        f.add(name, "idle_in_transaction", f"{count(stuck)} session(s) idle in transaction "
+              f"for more than {duration(limit_s)}, the oldest transaction {duration(oldest)}",
+              "degraded", value=stuck, threshold=0)
+        f.cause(f"{count(stuck)} session(s) hold a transaction open without working: they "
+                "hold locks and connection slots",
+                "psql -U festivals -c \"SELECT pid, now() - xact_start AS age, query FROM "
+                "pg_stat_activity WHERE state LIKE 'idle in transaction%' ORDER BY age "
+                "DESC;\"", name)
     longest = value(run.result, "pg_stat_activity_max_query_duration_seconds")
     if longest:
         f.add(name, "longest_query", f"longest active query {duration(longest)}",
@@ -140,6 +152,8 @@ def resources(f: Findings, selected: list[Observation]) -> None:
             for lbl, ratio in rows[:3]:
                 pod = lbl.get("pod", "")
                 level = f.breach(alert) if ratio > limit else "ok"
+                if what == "memory" and ratio >= 1:
+                    level = "failing"  # at its limit the kernel OOM-kills the container
                 f.add(name, f"{key}:{pod}/{lbl.get('container', '')}",
                       f"{pod}: {what} {percent(ratio)} of its limit (threshold "
                       f"{percent(limit)})", level, value=ratio, threshold=limit, unit="ratio",
