@@ -78,6 +78,9 @@ _templates = Environment(
 )
 _templates.globals.update(colours=COLOURS, sparkline=sparkline)
 _DIAGNOSE = _templates.get_template("diagnose.html")
+# Read the mixin values now, at import, not on the event loop at the first page view
+# (validating them takes a few hundred milliseconds).
+load_sections()
 
 
 async def current(store: ResultStore, sections: Sequence[SectionDef]) -> list[SectionDiagnosis]:
