@@ -17,6 +17,7 @@ from exporter.diagnose.model import EXIT_UNDIAGNOSED, exit_code
 from exporter.diagnose.render import to_json, to_text
 from exporter.diagnose.runner import observe_now, specs_for
 from exporter.diagnose.sections import SECTION_IDS, load_sections
+from exporter.eventloop import backend_options
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -45,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {line}", file=sys.stderr)
         return EXIT_UNDIAGNOSED
     sections = [s for s in load_sections() if s.id in wanted]
-    observations = anyio.run(observe_now, specs_for(config, sections))
+    observations = anyio.run(observe_now, specs_for(config, sections),
+                             backend_options=backend_options())
     diagnoses = diagnose(sections, observations, time.time())
     if args.output == "json":
         print(json.dumps(to_json(diagnoses), indent=2))
