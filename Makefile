@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/festivals-exporter run --config.file=exporter/demo.yaml
+	$(BIN)/festivals-exporter run --config.file=exporter/demo.yaml --web.enable-lifecycle
 
 ## Installs and starts what the tests talk to (PostgreSQL, Redis, promtool, Chromium...).
 services:

@@ -32,6 +32,8 @@ from exporter.eventloop import backend_options
 from exporter.logs import setup_logging
 from exporter.results import redact_result
 from exporter.scheduler import close_state, execute
+from exporter.webconfig import WebConfigError
+from exporter.websecurity import WebSecurity
 from probes.base import Metric, ProbeResult
 
 DEFAULT_CONFIG_FILE = "festivals-exporter.yml"
@@ -64,6 +66,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--web.listen-address", dest="listen_address",
                      help=f"address to serve on (default: global.listen_address, "
                           f"else {DEFAULT_LISTEN_ADDRESS})")
+    run.add_argument("--web.config.file", dest="web_config_file",
+                     help="exporter-toolkit web config: TLS, basic auth (docs/web-config.md)")
+    run.add_argument("--web.enable-lifecycle", dest="enable_lifecycle", action="store_true",
+                     help="enable POST /-/reload and on-demand runs (/probe)")
     run.add_argument("--shard", type=sharding.shard_argument,
                      help="i/n: run only shard i of n of the probes (default: global.shard)")
 
@@ -133,8 +139,11 @@ def _main(argv: Sequence[str] | None) -> int:
                   args.log_format or config.global_.log_format)
     if args.command == "probe":
         return _probe(config, args.names, args.all)
+    web = _web_security(args)
+    if web is None:
+        return EXIT_CONFIG
     return _run(Path(args.config_file), config, args.listen_address,
-                (args.log_level, args.log_format))
+                (args.log_level, args.log_format), web)
 
 
 def _write(lines: Iterable[str], stream: TextIO | None = None) -> None:
@@ -192,13 +201,27 @@ def _check_config(path: Path, check_files: bool) -> int:
     return EXIT_OK
 
 
+def _web_security(args: argparse.Namespace) -> WebSecurity | None:
+    """The web config, loaded at start-up; ``None`` (errors printed) when it is bad."""
+    path = args.web_config_file
+    web = WebSecurity(Path(path) if path else None, enable_lifecycle=args.enable_lifecycle)
+    try:
+        web.load()
+    except WebConfigError as exc:
+        print(f"web config {path} is invalid ({len(exc.errors)} error(s)):", file=sys.stderr)
+        for line in exc.errors:
+            print(f"  {line}", file=sys.stderr)
+        return None
+    return web
+
+
 def _run(
     config_path: Path, config: Config, listen_address: str | None,
-    log_flags: tuple[str | None, str | None],
+    log_flags: tuple[str | None, str | None], web: WebSecurity,
 ) -> int:
     from exporter.daemon import Daemon
 
-    daemon = Daemon(config_path, config, listen_address, log_flags=log_flags)
+    daemon = Daemon(config_path, config, listen_address, log_flags=log_flags, web=web)
     try:
         anyio.run(daemon.run, backend_options=backend_options())
     except OSError as exc:

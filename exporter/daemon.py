@@ -12,7 +12,6 @@ from typing import Any
 import anyio
 import anyio.abc
 from hypercorn.asyncio import serve
-from hypercorn.config import Config as HypercornConfig
 
 from exporter.config import DEFAULT_LISTEN_ADDRESS, Config, ConfigError, load_config
 from exporter.demo import serve_tls as serve_demo_tls
@@ -20,6 +19,7 @@ from exporter.logs import setup_logging
 from exporter.results import ResultStore, RunRecord
 from exporter.scheduler import Scheduler
 from exporter.web import create_app
+from exporter.websecurity import WebSecurity
 
 log = logging.getLogger("festivals_exporter")
 
@@ -43,8 +43,10 @@ class Daemon:
     def __init__(
         self, config_path: Path, config: Config, listen_address: str | None,
         log_flags: tuple[str | None, str | None] = (None, None),
+        web: WebSecurity | None = None,
     ) -> None:
         self.config_path = config_path
+        self.web = web or WebSecurity()
         self.config = config
         self.listen_address = (
             listen_address or config.global_.listen_address or DEFAULT_LISTEN_ADDRESS
@@ -59,11 +61,16 @@ class Daemon:
         self._http_stopped = anyio.Event()
 
     async def reload(self) -> list[str]:
-        """Load the config file again; on any error keep the running config.
+        """Load the web config and the config file again; on any error keep the running
+        one.
 
         Any error: not only a bad file but whatever loading raises (a bug, a
         ``MemoryError``) is reported like a bad file and never ends the process.
         """
+        web_errors = await self.web.reload()
+        return web_errors + await self._reload_config()
+
+    async def _reload_config(self) -> list[str]:
         async with self._reload_lock:
             try:
                 new = await anyio.to_thread.run_sync(load_config, self.config_path)
@@ -121,6 +128,7 @@ class Daemon:
         _ignore_cancelled_callbacks()
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._handle_signals)
+            tg.start_soon(self.web.watch)
             await tg.start(self._serve_http, bind)
             if self.config.global_.demo:
                 await tg.start(serve_demo_tls, host.strip("[]"), int(port) + 1)
@@ -146,12 +154,12 @@ class Daemon:
     async def _serve_http(
         self, bind: str, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
-        config = HypercornConfig()
+        config = self.web.hypercorn_config()  # TLS, header size and read timeouts
         config.bind = [bind]
         config.accesslog = None
         config.errorlog = logging.getLogger("hypercorn.error")
         config.graceful_timeout = _HTTP_GRACE_SECONDS
-        app = create_app(self)
+        app = self.web.wrap(create_app(self))
         task_status.started()
         try:
             await serve(app, config, shutdown_trigger=self._shutdown.wait)  # type: ignore[arg-type]
