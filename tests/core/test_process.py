@@ -40,7 +40,8 @@ class Exporter:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, str(LAUNCHER), "run", f"--config.file={config}",
-             f"--web.listen-address=127.0.0.1:{self.port}", *log_flags],
+             f"--web.listen-address=127.0.0.1:{self.port}", "--web.enable-lifecycle",
+             *log_flags],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
 
