@@ -160,8 +160,9 @@ async def test_a_name_only_in_the_cn_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cn_only: bool
 ) -> None:
     # The default context of this Python does fall back to the CN: the check means something.
-    assert ssl.create_default_context().hostname_checks_common_name
-    server = TlsStatusServer(tmp_path, cn_only)
+    default = await anyio.to_thread.run_sync(ssl.create_default_context)
+    assert default.hostname_checks_common_name
+    server = await anyio.to_thread.run_sync(TlsStatusServer, tmp_path, cn_only)
     monkeypatch.setattr(sp, "CA_BUNDLE", server.ca)
     cfg = sp.StatuspageConfig.model_validate({"client_timeout": 3.0, "url": server.url})
     state = sp.new_state(cfg)
