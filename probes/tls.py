@@ -188,11 +188,32 @@ def peer_chain_der(ssl_object: ssl.SSLObject) -> tuple[list[bytes], bool]:
     return ([leaf] if leaf else []), False
 
 
+def _smtp_start_ok(head: bytes) -> bool:
+    """Could ``head`` begin an SMTP reply line (``250-``, ``220 ``)?"""
+    return head[:3].isdigit() if len(head) >= 3 else head.isdigit() or not head
+
+
+async def _smtp_line(reader: BufferedByteReceiveStream) -> bytes:
+    """One reply line, checked as its bytes arrive: a peer that speaks something else
+    and keeps the connection open is a protocol error at once, not a timeout."""
+    data = b""
+    while True:
+        data += await reader.receive()
+        head, newline, rest = data.partition(b"\n")
+        if not _smtp_start_ok(head[:3]) or (len(head) > 3 and head[3:4] not in b" -\r"):
+            raise _ProtocolError("not an SMTP reply")
+        if newline:
+            reader.feed_data(rest)
+            return head
+        if len(data) > _SMTP_LINE_MAX:
+            raise _ProtocolError("SMTP reply line too long")
+
+
 async def _smtp_reply(reader: BufferedByteReceiveStream) -> int:
     """Read one (possibly multi-line) SMTP reply; return its code."""
     while True:
-        line = await reader.receive_until(b"\n", _SMTP_LINE_MAX)
-        if len(line) < 3 or not line[:3].isdigit():
+        line = (await _smtp_line(reader)).rstrip(b"\r")
+        if len(line) < 3:
             raise _ProtocolError("not an SMTP reply")
         if len(line) == 3 or line[3:4] != b"-":
             return int(line[:3])

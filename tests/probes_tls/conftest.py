@@ -49,6 +49,10 @@ class TlsServer:
         if self.preamble == "silent":
             self.stop.wait(10)
             return
+        if self.preamble == "binary":  # another protocol's greeting, then it waits
+            conn.sendall(b"\x00\x00\x00\x2a\xff\x01binary-greeting")
+            self.stop.wait(10)
+            return
         if self.preamble == "postgres":
             assert conn.recv(8) == b"\x00\x00\x00\x08\x04\xd2\x16\x2f"
             conn.sendall(b"S")

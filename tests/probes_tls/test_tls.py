@@ -332,3 +332,20 @@ def test_extended_key_usage_rules(pki: dict[str, Issued]) -> None:
     chain = [client_leaf.cert, pki["inter"].cert]
     assert certs.verify_chain(chain, "localhost", t, roots) == "invalid_chain"
     assert certs.verify_chain(chain, None, t, roots) == ""
+
+
+async def test_starttls_peer_speaking_another_protocol_is_protocol_at_once(
+    tls_server: ServerFactory,
+) -> None:
+    server = tls_server(make_leaf(None), preamble="binary")
+    started = time.monotonic()
+    result = await probe(endpoints=[{"address": f"127.0.0.1:{server.port}",
+                                     "starttls": "smtp"}], client_timeout=3.0, runs=1)
+    assert result.reason == "protocol", result.detail
+    assert time.monotonic() - started < 1.0  # as the bytes arrive, not at the timeout
+
+
+def test_smtp_reply_lines_are_checked_as_they_arrive() -> None:
+    assert tls._smtp_start_ok(b"") and tls._smtp_start_ok(b"2")
+    assert tls._smtp_start_ok(b"25") and tls._smtp_start_ok(b"250")
+    assert not tls._smtp_start_ok(b"+OK") and not tls._smtp_start_ok(b"\x00")
