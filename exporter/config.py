@@ -74,6 +74,9 @@ class GlobalConfig(_Strict):
     history_size: int = Field(default=20, ge=1, le=1000)
     demo: bool = False
     shard: str | None = None  # "i/n": run only this shard's probes (exporter/sharding.py)
+    # Series switches for very large fleets (see README, "Series per probe").
+    run_duration_histogram: bool = True
+    precreate_reasons: bool = True
 
     _labels = field_validator("labels")(_check_labels)
 

@@ -9,6 +9,7 @@ under a hard deadline on top of the client's own timeout. Whatever a probe does
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import time
@@ -19,15 +20,34 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from exporter.config import Config, ProbeSpec
-from exporter.results import ResultStore, RunRecord
+from exporter.results import ON_DEMAND, SCHEDULED, ResultStore, RunRecord
 from probes.base import ProbeResult, ProbeState, Reason, format_duration
 
 log = logging.getLogger("festivals_exporter.scheduler")
 
 # Closing a probe's state (a connection) must not hold up a reload or shutdown for long.
 _CLOSE_TIMEOUT = 2.0
+
+
+# New probes are published and started in batches, so that a config of thousands of
+# probes never holds the event loop in one long step.
+_BATCH = 50
+# Long-lived objects (probe states, records, history) are moved out of the garbage
+# collector's scans this often: with thousands of probes a full collection pauses the loop
+# for 0.2-0.5 s, and these objects are freed by reference counting anyway.
+_FREEZE_EVERY = 60.0
+
+
+class _OnDemand:
+    """An on-demand run in progress: later requests for the probe wait for its result
+    instead of starting another run."""
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.run: RunRecord | None = None
 
 
 @dataclass(eq=False)
@@ -37,6 +57,7 @@ class _Runner:
     lock: anyio.Lock = field(default_factory=anyio.Lock)
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     failing: bool | None = None  # None until the first run
+    on_demand: _OnDemand | None = None
 
 
 def start_offset(name: str, interval: float, spread: float) -> float:
@@ -97,8 +118,16 @@ async def close_state(name: str, state: ProbeState, lock: anyio.Lock | None = No
 async def _close_all(runners: list[_Runner]) -> None:
     """Close the states of stopped runners concurrently: one slow close delays no other."""
     async with anyio.create_task_group() as tg:
-        for runner in runners:
+        for index, runner in enumerate(runners):
             tg.start_soon(close_state, runner.spec.name, runner.state, runner.lock)
+            if index % _BATCH == _BATCH - 1:
+                await anyio.lowlevel.checkpoint()
+
+
+def _freeze() -> None:
+    """Young cyclic garbage collected (cheap), then everything alive frozen."""
+    gc.collect(1)
+    gc.freeze()
 
 
 class Scheduler:
@@ -109,40 +138,91 @@ class Scheduler:
         self.task_group = task_group
         self.runners: dict[str, _Runner] = {}
         self.spread = 5.0
+        self._freezer: anyio.CancelScope | None = None
 
     async def apply(self, config: Config) -> None:
         """Switch to ``config``. Unchanged probes keep their state and schedule; changed
         and removed ones are stopped and their state closed; new ones start."""
+        # No full collection in the middle of creating thousands of objects (each one a
+        # 0.2-0.5 s pause): they are frozen at the end instead.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            await self._apply(config)
+        finally:
+            gc.freeze()  # what the apply created: too much to scan now
+            if collecting:
+                gc.enable()
+        if self._freezer is None:
+            self._freezer = anyio.CancelScope()
+            self.task_group.start_soon(self._freeze_periodically, self._freezer)
+
+    async def _apply(self, config: Config) -> None:
         self.spread = config.global_.start_spread
         wanted = {spec.name: spec for spec in config.probes}
         stale = [
             runner for name, runner in self.runners.items()
             if wanted.get(name) != runner.spec
         ]
-        self.store.apply_config(config)
-        for runner in stale:
+        added = self.store.apply_config(config)
+        for index, runner in enumerate(stale):
             runner.scope.cancel()
             del self.runners[runner.spec.name]
+            if index % _BATCH == _BATCH - 1:
+                await anyio.lowlevel.checkpoint()
         await _close_all(stale)
+        for index, record in enumerate(added):
+            self.store.publish(record)
+            if index % _BATCH == _BATCH - 1:
+                await anyio.lowlevel.checkpoint()
+        started = 0
         for name, spec in wanted.items():
             if name not in self.runners:
                 runner = _Runner(spec, spec.kind_impl.new_state(spec.settings))
                 self.runners[name] = runner
                 self.task_group.start_soon(self._loop, runner, name=f"probe:{name}")
+                started += 1
+                if started % _BATCH == 0:
+                    await anyio.lowlevel.checkpoint()
+
+    async def _freeze_periodically(self, scope: anyio.CancelScope) -> None:
+        with scope:
+            while True:
+                await anyio.sleep(_FREEZE_EVERY)
+                _freeze()
 
     async def stop(self) -> None:
+        if self._freezer is not None:
+            self._freezer.cancel()
+            self._freezer = None
         runners = list(self.runners.values())
         self.runners.clear()
-        for runner in runners:
+        for index, runner in enumerate(runners):
             runner.scope.cancel()
+            if index % _BATCH == _BATCH - 1:
+                await anyio.lowlevel.checkpoint()
         await _close_all(runners)
 
     async def run_now(self, name: str) -> RunRecord | None:
-        """Run one configured probe immediately (waits for a run already in progress)."""
-        runner = self.runners.get(name)
-        if runner is None:
-            return None
-        return await self._run_once(runner, trigger="on-demand")
+        """Run one configured probe immediately (after a run already in progress).
+
+        At most one on-demand run per probe: a request arriving while one is in progress
+        gets that run's result. On-demand runs do not count in the probe's counters."""
+        while (runner := self.runners.get(name)) is not None:
+            pending = runner.on_demand
+            if pending is not None:
+                await pending.done.wait()
+                if pending.run is not None:
+                    return pending.run
+                continue  # its requester went away before it finished: run it ourselves
+            pending = runner.on_demand = _OnDemand()
+            try:
+                pending.run = await self._run_once(runner, trigger=ON_DEMAND)
+                return pending.run
+            finally:
+                runner.on_demand = None
+                pending.done.set()
+        return None
 
     async def _loop(self, runner: _Runner) -> None:
         spec = runner.spec
@@ -151,7 +231,7 @@ class Scheduler:
             while True:
                 await anyio.sleep_until(next_at)
                 self.store.lag.observe(max(0.0, anyio.current_time() - next_at))
-                await self._run_once(runner, trigger="schedule")
+                await self._run_once(runner, trigger=SCHEDULED)
                 next_at += spec.interval
                 behind = anyio.current_time() - next_at
                 if behind > 0:  # the run overran: skip the ticks it covered, never overlap

@@ -15,12 +15,14 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from exporter import __version__
 from exporter.config import Config
 from exporter.demo import demo_routes
 from exporter.diagnose.pages import diagnose_routes, landing_sections
-from exporter.metrics import make_registry, render
+from exporter.diagnose.sections import load_sections
+from exporter.metrics import exposition, render_run
 from exporter.results import ResultStore, RunRecord
 
 # How slow the demo's "slow" endpoint is: above the demo probe's timeout, so it fails.
@@ -68,14 +70,38 @@ _INDEX = _templates.get_template("index.html")
 _PROBE_PAGE = _templates.get_template("probe.html")
 
 
-def create_app(controller: Controller) -> Starlette:
-    async def metrics(request: Request) -> Response:
-        body, headers = render(
-            make_registry(controller.store),
-            request.headers.get("accept", ""),
-            request.headers.get("accept-encoding", ""),
+class _PartsResponse(Response):
+    """A body sent as the cached parts it is made of, without joining them first."""
+
+    def __init__(self, parts: list[bytes], headers: dict[str, str]) -> None:
+        super().__init__(b"", headers=headers)
+        self.parts = parts
+        self.headers["content-length"] = str(sum(len(part) for part in parts))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code,
+             "headers": self.raw_headers}
         )
-        return Response(body, headers=headers)
+        last = len(self.parts) - 1
+        for index, part in enumerate(self.parts):
+            await send({"type": "http.response.body", "body": part, "more_body": index < last})
+        if last < 0:
+            await send({"type": "http.response.body", "body": b""})
+
+
+def create_app(controller: Controller) -> Starlette:
+    cache = exposition(controller.store)
+    # The diagnose pages read numbers from past runs of the probes their sections select.
+    sections = load_sections()
+    controller.store.keep_metrics = lambda spec: any(s.selects(spec) for s in sections)
+
+    async def metrics(request: Request) -> Response:
+        # Joins cached pieces only: never waits for a probe, never renders one.
+        parts, headers = cache.scrape(
+            request.headers.get("accept", ""), request.headers.get("accept-encoding", "")
+        )
+        return _PartsResponse(parts, headers)
 
     async def healthy(request: Request) -> Response:
         return PlainTextResponse("Healthy\n")
@@ -111,13 +137,14 @@ def create_app(controller: Controller) -> Starlette:
         name = params.get("name", "")
         if not name:
             return PlainTextResponse("missing parameter: name\n", status_code=400)
-        run = await controller.run_now(name)
-        if run is None:
+        record = controller.store.probes.get(name)
+        run = await controller.run_now(name) if record is not None else None
+        if record is None or run is None:
             return PlainTextResponse("unknown probe\n", status_code=404)
-        body, headers = render(
-            make_registry(controller.store, only_probe=name),
-            request.headers.get("accept", ""),
-            request.headers.get("accept-encoding", ""),
+        # This run's own series only: on-demand runs do not move the counters.
+        body, headers = render_run(
+            record.spec, run,
+            request.headers.get("accept", ""), request.headers.get("accept-encoding", ""),
         )
         return Response(body, headers=headers)
 

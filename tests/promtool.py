@@ -11,7 +11,7 @@ import anyio
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from exporter.config import Config, GlobalConfig, ProbeSpec
-from exporter.metrics import make_registry, render
+from exporter.metrics import exposition as cached_exposition
 from exporter.results import ResultStore
 from probes.base import KindConfig, ProbeResult
 
@@ -27,8 +27,8 @@ def exposition(kind: str, results: Sequence[ProbeResult], accept: str = "") -> s
     store.apply_config(Config(GlobalConfig(), specs))
     for spec, result in zip(specs, results, strict=True):
         store.record(spec, time.time(), 0.01, result, "schedule")
-    body, _ = render(make_registry(store), accept)
-    return body.decode()
+    parts, _ = cached_exposition(store).scrape(accept)
+    return b"".join(parts).decode()
 
 
 async def assert_promtool_clean(kind: str, results: Sequence[ProbeResult]) -> str:

@@ -1,7 +1,14 @@
 from __future__ import annotations
 
-import pytest
+import gzip
+import time
 
+import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+from exporter.config import parse_config
+from exporter.metrics import crc32_combine, exposition
+from exporter.results import ResultStore
 from probes.base import Metric, ProbeResult, Sample, counter, gauge, info
 from tests.promtool import assert_promtool_clean
 
@@ -31,3 +38,113 @@ async def test_two_kinds_exposing_one_name_differently_never_duplicate_it() -> N
     as_gauge = ProbeResult.ok([gauge("fake_tls_version_info", "Version.", 1.0)])
     text = await assert_promtool_clean("fake", [as_info, as_gauge])
     assert text.count("# TYPE fake_tls_version_info") == 1
+
+
+# --- the exposition cache ---------------------------------------------------------------------
+
+
+
+
+OM = "application/openmetrics-text; version=1.0.0"
+
+
+def _store(probes: str, global_: str = "") -> ResultStore:
+    store = ResultStore()
+    exposition(store)
+    for record in store.apply_config(parse_config(f"global: {{{global_}}}\nprobes:\n{probes}")):
+        store.publish(record)
+    return store
+
+
+def _record(store: ResultStore, name: str, result: ProbeResult, duration: float = 0.01) -> None:
+    store.record(store.probes[name].spec, time.time(), duration, result, "schedule")
+
+
+def _text(store: ResultStore, accept: str = "", encoding: str = "") -> str:
+    parts, headers = exposition(store).scrape(accept, encoding)
+    body = b"".join(parts)
+    if headers.get("Content-Encoding") == "gzip":
+        body = gzip.decompress(body)
+    return body.decode()
+
+
+TWO = (
+    "  - {name: a, kind: fake, labels: {team: x}}\n"
+    "  - {name: b, kind: fake}\n"
+)
+
+
+def test_a_recorded_result_replaces_only_its_probes_pieces() -> None:
+    store = _store(TWO)
+    assert 'probe_runs_total{kind="fake",probe="a",team="x"} 0.0' in _text(store)
+    _record(store, "a", ProbeResult.ok([gauge("fake_value", "V.", 1.0)]))
+    _record(store, "b", ProbeResult.ok([gauge("fake_value", "V.", 5.0)]))
+    cache = exposition(store)
+    first = _text(store)
+    generation = cache.generation
+    assert _text(store) == first and cache.generation == generation  # nothing changed
+    _record(store, "a", ProbeResult.ok([gauge("fake_value", "V.", 2.0)]))
+    text = _text(store)
+    assert 'fake_value{kind="fake",probe="a",team="x"} 2.0' in text
+    assert 'fake_value{kind="fake",probe="b"} 5.0' in text
+    assert 'probe_runs_total{kind="fake",probe="a",team="x"} 2.0' in text
+    assert text.count("# TYPE fake_value gauge") == 1
+    # Every variant shows the same samples, from the same pieces.
+    assert _text(store, encoding="gzip") == text
+    om = _text(store, OM, "gzip")
+    assert om == _text(store, OM) and om.endswith("# EOF\n")
+    families = {f.name: f for f in text_string_to_metric_families(om)}  # type: ignore[no-untyped-call]
+    assert {s.value for s in families["fake_value"].samples} == {2.0, 5.0}
+    # A run without the family drops the probe's piece of it; the family goes with the last.
+    _record(store, "a", ProbeResult.fail("refused"))
+    text = _text(store)
+    assert 'fake_value{kind="fake",probe="a"' not in text and 'probe="b"} 5.0' in text
+    _record(store, "b", ProbeResult.fail("refused"))
+    assert "fake_value" not in _text(store, OM, "gzip")
+
+
+def test_reload_drops_removed_probes_and_renames_relabelled_ones() -> None:
+    store = _store(TWO)
+    _record(store, "a", ProbeResult.ok([gauge("fake_value", "V.", 1.0)]))
+    _record(store, "b", ProbeResult.ok([gauge("fake_value", "V.", 5.0)]))
+    before = _text(store, OM, "gzip")
+    store.apply_config(parse_config(
+        "probes:\n  - {name: a, kind: fake, labels: {team: y}}\n"
+    ))
+    for variant in (("", ""), ("", "gzip"), (OM, ""), (OM, "gzip")):
+        text = _text(store, *variant)
+        assert 'probe="b"' not in text  # removed
+        assert 'team="x"' not in text  # new labels are a new identity: old series go
+    assert before != _text(store, OM, "gzip")
+
+
+def test_series_switches_drop_the_histogram_and_pre_created_reasons() -> None:
+    store = _store(TWO)
+    assert "probe_run_duration_seconds_bucket" in _text(store)
+    assert 'reason="timeout"' in _text(store)
+    store.apply_config(parse_config(
+        "global: {run_duration_histogram: false, precreate_reasons: false}\nprobes:\n" + TWO
+    ))
+    text = _text(store, encoding="gzip")
+    assert "probe_run_duration_seconds" not in text and "probe_failures_total" not in text
+    _record(store, "a", ProbeResult.fail("refused"))
+    text = _text(store)
+    assert 'probe_failures_total{kind="fake",probe="a",reason="refused",team="x"} 1.0' in text
+    assert 'reason="timeout"' not in text
+    assert 'probe_runs_total{kind="fake",probe="b"} 0.0' in text
+
+
+def test_crc32_combine_matches_zlib() -> None:
+    import zlib
+
+    for a, b in ((b"", b"x"), (b"abc", b""), (b"hello ", b"world" * 1000), (b"\0" * 7, b"\1")):
+        assert crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
+
+
+async def test_escaped_label_values_and_large_counts_pass_promtool() -> None:
+    result = ProbeResult.ok([
+        gauge("fake_value", 'A "quoted"\\ help\nline.', 1234567.0, {"path": 'a"b\\c\nd'}),
+        counter("fake_events", "Events.", 1e20),
+    ])
+    text = await assert_promtool_clean("fake", [result, result])
+    assert 'path="a\\"b\\\\c\\nd"' in text and "1.234567e+06" in text

@@ -7,11 +7,16 @@ import anyio
 import pytest
 
 from exporter.config import Config, parse_config
+from exporter.metrics import exposition
 from exporter.results import ResultStore
 from exporter.scheduler import Scheduler, start_offset
 from tests.core.fake_kind import FakeState
 
 pytestmark = pytest.mark.anyio
+
+
+def _metrics(store: ResultStore) -> str:
+    return b"".join(exposition(store).scrape()[0]).decode()
 
 
 def _config(probes: str, spread: str = "0s") -> Config:
@@ -29,6 +34,7 @@ async def test_every_kind_of_misbehaviour_becomes_a_reason(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     store = ResultStore()
+    exposition(store)
     config = _config(
         "  - {name: good, kind: fake, interval: 1s, timeout: 0.2s}\n"
         "  - {name: hang, kind: fake, mode: hang, interval: 1s, timeout: 0.2s}\n"
@@ -45,8 +51,13 @@ async def test_every_kind_of_misbehaviour_becomes_a_reason(
     assert (results["hang"].success, results["hang"].reason) == (False, "timeout")
     assert results["hang"].detail == ("hard deadline of 200ms fired",)
     # A run cut off by the deadline still says "down", so down-alerts fire.
+    text = _metrics(store)
     for name in ("hang", "boom", "junk"):
-        assert [(m.name, m.samples[0].value) for m in results[name].metrics] == [("fake_up", 0)]
+        assert f'fake_up{{kind="fake",probe="{name}"}} 0.0' in text
+        assert f'fake_value{{kind="fake",probe="{name}"}}' not in text
+    assert 'fake_value{kind="fake",probe="good"} 1.0' in text
+    # History keeps what the pages show, not metric payloads.
+    assert all(not run.result.metrics for r in store.probes.values() for run in r.history)
     assert (results["boom"].reason, results["junk"].reason) == ("internal", "internal")
     # Exception messages never reach the result (they may carry secrets).
     assert "secret" not in " ".join(results["boom"].detail)
@@ -96,8 +107,10 @@ async def test_reload_keeps_unchanged_probes_and_closes_replaced_ones() -> None:
         assert isinstance(removed_state, FakeState) and removed_state.closed
         assert "removed" not in store.probes
         await _wait_for(lambda: store.probes["added"].runs >= 1)
-        await _wait_for(lambda: store.probes["changed"].last is not None
-                        and store.probes["changed"].last.result.metrics[0].samples[0].value == 2)
+        exposition(store)
+        await _wait_for(lambda: 'fake_value{kind="fake",probe="changed"} 2.0' in _metrics(store))
+        text = _metrics(store)
+        assert 'probe="removed"' not in text and 'probe="added"' in text
         await scheduler.stop()
     assert all(state.closed for state in FakeState.instances)
 
@@ -113,6 +126,7 @@ async def test_a_probe_never_overlaps_itself() -> None:
         async with anyio.create_task_group() as inner:
             for _ in range(3):
                 inner.start_soon(scheduler.run_now, "slow")
+        await _wait_for(lambda: store.probes["slow"].runs >= 3)
         await scheduler.stop()
     history = sorted(store.probes["slow"].history, key=lambda r: r.started_at)
     assert len(history) >= 4
@@ -127,3 +141,63 @@ def test_start_offsets_are_spread_and_stable() -> None:
     # Spread, not bunched: every second of the window gets some probes.
     assert len({int(o) for o in offsets}) == 10
     assert start_offset("x", 2.0, 10.0) < 2.0
+
+
+async def test_on_demand_runs_do_not_count_and_run_one_at_a_time() -> None:
+    store = ResultStore()
+    FakeState.instances.clear()
+    config = _config(
+        "  - {name: p, kind: fake, mode: fail, delay: 0.2, interval: 30s, timeout: 1s}\n"
+    )
+    async with anyio.create_task_group() as tg:
+        scheduler = Scheduler(store, tg)
+        await scheduler.apply(config)
+        await _wait_for(store.ready)
+        record = store.probes["p"]
+        before = (record.runs, dict(record.failures), record.durations.count, record.last)
+        state = FakeState.instances[-1]
+        state_runs = state.runs
+        results = []
+
+        async def ask() -> None:
+            results.append(await scheduler.run_now("p"))
+
+        async with anyio.create_task_group() as inner:
+            for _ in range(5):
+                inner.start_soon(ask)
+        # Five concurrent requests, one run: each got the same result.
+        assert state.runs == state_runs + 1
+        assert len({id(run) for run in results}) == 1
+        run = results[0]
+        assert run is not None and run.trigger == "on-demand" and not run.result.success
+        assert run.result.metrics  # the /probe answer has the run's own metrics
+        # Counters, histogram and the last scheduled result did not move.
+        assert (record.runs, record.failures, record.durations.count, record.last) == before
+        text = _metrics(store)
+        assert 'probe_runs_total{kind="fake",probe="p"} 1.0' in text
+        assert 'probe_failures_total{kind="fake",probe="p",reason="refused"} 1.0' in text
+        # ... but the pages show it, marked on-demand, without its metric payload.
+        assert [r.trigger for r in record.history] == ["on-demand", "schedule"]
+        assert not record.history[0].result.metrics
+        assert store.recent(10)[0].trigger == "on-demand"
+        # A later request runs again.
+        again = await scheduler.run_now("p")
+        assert again is not None and again.run_id != run.run_id
+        assert await scheduler.run_now("nope") is None
+        await scheduler.stop()
+
+
+async def test_a_thousand_probes_start_without_a_long_loop_step() -> None:
+    store = ResultStore()
+    exposition(store)
+    probes = "".join(
+        f"  - {{name: p{i}, kind: fake, interval: 30s, timeout: 1s}}\n" for i in range(1000)
+    )
+    config = await anyio.to_thread.run_sync(_config, probes, "1s")
+    async with anyio.create_task_group() as tg:
+        scheduler = Scheduler(store, tg)
+        await scheduler.apply(config)
+        await _wait_for(store.ready, timeout=20)
+        assert store.recent(5) and len(store.recent(500)) <= 200
+        await scheduler.stop()
+    # The autouse fixture fails this test on any loop step above its limit.

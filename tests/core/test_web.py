@@ -14,6 +14,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from exporter.config import load_config
 from exporter.daemon import Daemon
+from exporter.metrics import exposition
 from exporter.scheduler import Scheduler
 from exporter.web import create_app
 
@@ -33,6 +34,7 @@ async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
     path = tmp_path / "config.yml"
     path.write_text(CONFIG)
     daemon = Daemon(path, load_config(path), "127.0.0.1:0")
+    exposition(daemon.store)  # as the daemon does: the cache listens before probes run
     async with anyio.create_task_group() as tg:
         daemon.scheduler = Scheduler(daemon.store, tg)
         await daemon.scheduler.apply(daemon.config)
@@ -144,3 +146,28 @@ async def test_reload_bad_config_keeps_old_one(
     body = (await client.get("/metrics")).text
     assert "festivals_exporter_config_last_reload_successful 1.0" in body
     assert 'probe="good"' not in body and 'probe="x"' in body
+
+
+async def test_on_demand_runs_are_marked_and_never_counted(
+    client: httpx.AsyncClient, daemon: Daemon
+) -> None:
+    await _until_ready(client)
+    record = daemon.store.probes["bad"]
+    runs = record.runs
+    answer = await client.get("/probe", params={"name": "bad"})
+    assert answer.status_code == 200
+    assert 'probe_success{env="test",kind="fake",probe="bad"} 0.0' in answer.text
+    assert "probe_runs_total" not in answer.text  # counters are the scheduled runs'
+    gz = await client.get(
+        "/probe", params={"name": "bad"},
+        headers={"Accept": "application/openmetrics-text; version=1.0.0",
+                 "Accept-Encoding": "gzip"},
+    )
+    assert gz.headers["content-encoding"] == "gzip" and gz.text.endswith("# EOF\n")
+    list(text_string_to_metric_families(gz.text))  # type: ignore[no-untyped-call]
+    metrics = (await client.get("/metrics")).text
+    scheduled = record.runs
+    assert scheduled - runs <= 1  # at most a scheduled run happened meanwhile
+    assert f'probe_runs_total{{env="test",kind="fake",probe="bad"}} {scheduled}.0' in metrics
+    page = (await client.get("/probes/bad")).text
+    assert "(on-demand)" in page
