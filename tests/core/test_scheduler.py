@@ -187,11 +187,11 @@ async def test_on_demand_runs_do_not_count_and_run_one_at_a_time() -> None:
         await scheduler.stop()
 
 
-async def test_a_thousand_probes_start_without_a_long_loop_step() -> None:
+async def test_hundreds_of_probes_start_without_a_long_loop_step() -> None:
     store = ResultStore()
     exposition(store)
     probes = "".join(
-        f"  - {{name: p{i}, kind: fake, interval: 30s, timeout: 1s}}\n" for i in range(1000)
+        f"  - {{name: p{i}, kind: fake, interval: 30s, timeout: 1s}}\n" for i in range(600)
     )
     config = await anyio.to_thread.run_sync(_config, probes, "1s")
     async with anyio.create_task_group() as tg:
