@@ -68,6 +68,9 @@ _templates.filters["utc"] = _utc
 # Compile now, at import, not on the event loop at the first page view.
 _INDEX = _templates.get_template("index.html")
 _PROBE_PAGE = _templates.get_template("probe.html")
+# Templates these include or import load at their first render, on the loop: now instead.
+for _name in ("_status.html", "_landing_sections.html", "_diagnose.html", "_diagnose_style.html"):
+    _templates.get_template(_name)
 
 
 class _PartsResponse(Response):
