@@ -15,6 +15,8 @@ have promtool || need+=(prometheus)
 have amtool || need+=(prometheus-alertmanager)
 have chromium || need+=(chromium)
 have prometheus-redis-exporter || need+=(prometheus-redis-exporter)
+have openssl || need+=(openssl)  # tests/probes_tls make certificates as users do
+have curl || need+=(curl)  # tests/web_security speak to the exporter with curl
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
