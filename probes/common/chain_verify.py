@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -118,6 +120,8 @@ def _why(exc: Exception) -> str:
     """cryptography's message, with extension names instead of OIDs and without the
     chain-builder's boilerplate."""
     text = str(exc).replace("validation failed: ", "").replace("candidates exhausted: ", "")
+    text = re.sub(r" \(encountered processing <Certificate\(.*\)>\)", "", text)
+    text = re.sub(r"Python extension validator failed: \w+: ", "", text)
     for oid, name in _OID_NAMES.items():
         text = text.replace(f"{oid}:", f"{name}:")
     return text.strip()[:300]
@@ -133,6 +137,7 @@ _PROFILE_ONLY_ERRORS = (
     "Forbidden signature algorithm",
     "serial",
     "must be UtcTime",
+    "malformed DNS name constraint",  # ".example.com", as OpenSSL's docs write them
 )
 _WEAK_HASHES = ("md5", "sha1")
 
@@ -145,10 +150,12 @@ def _signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     return True
 
 
-def _plain_ca_error(cert: x509.Certificate, anchor: bool, server: bool) -> str:
+def _plain_ca_error(
+    cert: x509.Certificate, anchor: bool, server: bool, leaf: x509.Certificate
+) -> str:
     """OpenSSL's check that ``cert`` may issue (``X509_check_ca`` and the sslserver
     purpose): basicConstraints cA, or a v1 self-signed trust anchor; keyCertSign and
-    serverAuth when those extensions are present."""
+    serverAuth when those extensions are present; its name constraints."""
     exts = cert.extensions
     try:
         bc = exts.get_extension_for_class(x509.BasicConstraints).value
@@ -159,13 +166,61 @@ def _plain_ca_error(cert: x509.Certificate, anchor: bool, server: bool) -> str:
             return "no basicConstraints: not a CA"
     try:
         _ca_key_usage(None, cert, exts.get_extension_for_class(x509.KeyUsage).value)
-        if server:
-            eku = exts.get_extension_for_class(x509.ExtendedKeyUsage).value
-            _server_auth_eku(None, cert, eku)
     except x509.ExtensionNotFound:
         pass
     except ValueError as exc:
         return str(exc)
+    if server:
+        try:
+            _server_auth_eku(
+                None, cert, exts.get_extension_for_class(x509.ExtendedKeyUsage).value
+            )
+        except x509.ExtensionNotFound:
+            pass
+        except ValueError as exc:
+            return str(exc)
+    return _name_constraints_error(cert, leaf)
+
+
+def _dns_within(name: str, base: str) -> bool:
+    """OpenSSL's DNS subtree rule: ``.example.com`` covers the subdomains only,
+    ``example.com`` the domain and its subdomains."""
+    name, base = name.lower().rstrip("."), base.lower().rstrip(".")
+    if base.startswith("."):
+        return name.endswith(base)
+    return not base or name == base or name.endswith("." + base)
+
+
+def _ip_within(ip: Any, network: Any) -> bool:
+    return bool(ip in network) if hasattr(network, "network_address") else bool(ip == network)
+
+
+def _name_constraints_error(ca: x509.Certificate, leaf: x509.Certificate) -> str:
+    try:
+        nc = ca.extensions.get_extension_for_class(x509.NameConstraints).value
+    except x509.ExtensionNotFound:
+        return ""
+    subtrees = [*(nc.permitted_subtrees or ()), *(nc.excluded_subtrees or ())]
+    if any(not isinstance(g, x509.DNSName | x509.IPAddress) for g in subtrees):
+        return "name constraints of a kind this check does not evaluate"
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ""
+    dns = san.get_values_for_type(x509.DNSName)
+    ips = san.get_values_for_type(x509.IPAddress)
+    checks: tuple[tuple[type[x509.GeneralName], list[Any], Callable[[Any, Any], bool]], ...] = (
+        (x509.DNSName, dns, _dns_within),
+        (x509.IPAddress, ips, _ip_within),
+    )
+    for kind, names, within in checks:
+        permitted = [g.value for g in nc.permitted_subtrees or () if isinstance(g, kind)]
+        excluded = [g.value for g in nc.excluded_subtrees or () if isinstance(g, kind)]
+        for name in names:
+            if permitted and not any(within(name, b) for b in permitted):
+                return f"{name} is outside the name constraints of {common_name(ca.subject)!r}"
+            if any(within(name, b) for b in excluded):
+                return f"{name} is excluded by the name constraints of {common_name(ca.subject)!r}"
     return ""
 
 
@@ -195,21 +250,23 @@ def _plain_chain_error(
             and not any(r == current for r in roots)
         ):
             return f"signed with {current.signature_hash_algorithm.name}, which clients refuse"
+        anchor_error = ""
         for root in roots:
             if root.subject == current.issuer and _signed_by(current, root):
                 if current == root:
                     return ""
-                error = _plain_ca_error(root, True, server)
+                error = _plain_ca_error(root, True, server, certs[0])
                 if not error and not not_before(root) <= ts <= not_after(root):
                     error = "the trust anchor is outside its validity period"
                 if not error:
                     return ""
+                anchor_error = error
         if any(r == current for r in roots):
             return ""
         issuers = [c for c in pool if c.subject == current.issuer and _signed_by(current, c)]
         if not issuers:
-            return "no issuer found for a certificate of the chain"
-        error = _plain_ca_error(issuers[0], False, server)
+            return anchor_error or "no issuer found for a certificate of the chain"
+        error = _plain_ca_error(issuers[0], False, server, certs[0])
         if error:
             return error
         pool.remove(issuers[0])

@@ -37,11 +37,40 @@ CASES: dict[str, tuple[str, bool, str, str]] = {
     "leaf_client_auth_only": ("client_leaf", False, "invalid_chain", "server authentication"),
     "leaf_signed_with_sha1": ("sha1", False, "invalid_chain", "sha1"),
     "leaf_from_another_root": ("other_root", False, "untrusted_root", "not a trusted root"),
+    "leading_dot_name_constraint": ("nc_dot", True, "", "no keyUsage"),
+    "outside_the_name_constraint": ("nc_outside", False, "invalid_chain", "outside the name"),
+    "path_length_exceeded": ("pathlen", False, "invalid_chain", "path length"),
+    "unknown_critical_extension": ("unknown_critical", False, "invalid_chain", "critical"),
+    "ed25519_chain": ("ed25519", True, "", "no keyUsage"),
+    "intermediate_client_auth_only": ("inter_client", False, "invalid_chain",
+                                      "server authentication"),
+    "leaf_marked_as_ca": ("leaf_ca", True, "", "no keyUsage"),
 }
+HOSTS = {"nc_dot": "api.example.com", "nc_outside": "api.other.test"}
 
 
 def build(o: OpenSSL, how: str) -> tuple[str, str, tuple[str, ...]]:
     """Make the certificates; ``(leaf, trusted root, presented intermediates)``."""
+    host = HOSTS.get(how, "localhost")
+    if how in ("nc_dot", "nc_outside"):  # written as OpenSSL's docs write them
+        o.root("ca", "Ops CA", "nameConstraints=critical,permitted;DNS:.example.com")
+        o.issue("leaf", host, "ca", f"subjectAltName=DNS:{host}")
+        return "leaf", "ca", ()
+    if how == "pathlen":
+        o.root("ca", "Ops CA", "basicConstraints=critical,CA:TRUE,pathlen:0")
+        o.issue("inter", "Ops Intermediate", "ca", CA_EXT)
+        o.issue("leaf", "localhost", "inter", SAN)
+        return "leaf", "ca", ("inter",)
+    if how == "ed25519":
+        o.ok("req", "-x509", "-newkey", "ed25519", "-nodes", "-keyout", "ca.key", "-out",
+             "ca.pem", "-days", "30", "-subj", "/CN=Ops CA")
+        o.issue("leaf", "localhost", "ca", SAN)
+        return "leaf", "ca", ()
+    if how == "inter_client":
+        o.root("ca", "Ops CA")
+        o.issue("inter", "Ops Intermediate", "ca", f"{CA_EXT};extendedKeyUsage=clientAuth")
+        o.issue("leaf", "localhost", "inter", SAN)
+        return "leaf", "ca", ("inter",)
     if how == "root_ku":
         o.root("ca", "Ops CA", "keyUsage=critical,keyCertSign,cRLSign")
     elif how == "root_no_kcs":
@@ -56,6 +85,10 @@ def build(o: OpenSSL, how: str) -> tuple[str, str, tuple[str, ...]]:
         return "leaf", "ca", ("inter",)
     if how == "client_leaf":
         o.issue("leaf", "localhost", "ca", f"{SAN};extendedKeyUsage=clientAuth")
+    elif how == "unknown_critical":
+        o.issue("leaf", "localhost", "ca", f"{SAN};1.2.3.4=critical,ASN1:NULL")
+    elif how == "leaf_ca":
+        o.issue("leaf", "localhost", "ca", f"{SAN};basicConstraints=CA:TRUE")
     elif how == "sha1":
         o.issue("leaf", "localhost", "ca", SAN, "-sha1")
     elif how == "other_root":
@@ -78,7 +111,7 @@ def test_verdict_agrees_with_openssl_verify(tmp_path: Path, case: str) -> None:
     leaf, root, inters = build(o, how)
     assert o.verifies(leaf, root, *inters) is accepted  # the oracle, as a TLS client
     chain = load(o, leaf, *inters)
-    outcome = certs.verify(chain, "localhost", time.time(), load(o, root))
+    outcome = certs.verify(chain, HOSTS.get(how, "localhost"), time.time(), load(o, root))
     assert outcome.reason == reason, outcome
     if reason:
         assert words.lower() in outcome.cause.lower(), outcome
@@ -92,7 +125,8 @@ def test_verdict_agrees_with_openssl_verify(tmp_path: Path, case: str) -> None:
     # files are checked without a name: the same verdict for these chains, but a
     # clientAuth-only leaf is fine when the purpose is unknown
     unnamed = certs.verify(chain, None, time.time(), load(o, root))
-    assert unnamed.reason == ("" if how == "client_leaf" else reason), unnamed
+    purpose_only = how in ("client_leaf", "inter_client")
+    assert unnamed.reason == ("" if purpose_only else reason), unnamed
 
 
 def _issued(o: OpenSSL, name: str) -> Issued:
