@@ -231,6 +231,9 @@ class WebSecurity:
             await _respond(send, 413, "request body too large\n", extra)
             return
         path = scope.get("path", "")
+        if self.loaded.config.basic_auth_users and path == "/-/ready":
+            # Open for kubelet, but the waiting probes' names are for authorised eyes.
+            send = _status_only(send, head=scope.get("method") == "HEAD")
         if self.loaded.config.basic_auth_users and path not in OPEN_PATHS:
             verdict = await self._check_auth(headers.get(b"authorization"))
             if verdict is not True:
@@ -314,6 +317,25 @@ def _basic_credentials(header: bytes | None) -> tuple[str | None, bytes | None]:
         return user.decode("utf-8"), password
     except UnicodeDecodeError:
         return None, None
+
+
+def _status_only(send: Send, head: bool) -> Send:
+    """A ``send`` that keeps the status of the answer and replaces its body."""
+    status = 200
+
+    async def replaced(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            body = b"Ready\n" if status == 200 else b"Not ready\n"
+            await send({**message, "headers": [
+                (k, v) for k, v in message.get("headers", ())
+                if k.lower() != b"content-length"] + [(b"content-length",
+                                                       str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": b"" if head else body})
+        # the original body is dropped
+
+    return replaced
 
 
 async def _respond(

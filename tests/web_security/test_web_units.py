@@ -65,6 +65,12 @@ App = Callable[[Scope, Any, Any], Awaitable[None]]
 
 def slow_app(release: anyio.Event) -> App:
     async def app(scope: Scope, receive: Any, send: Any) -> None:
+        if scope["path"] == "/-/ready":
+            body = b"Not ready: waiting for the first run of 1 probe(s): secret-db\n"
+            await send({"type": "http.response.start", "status": 503,
+                        "headers": [(b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
         if scope["path"] == "/slow":
             await release.wait()
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -87,6 +93,8 @@ async def test_limits_lifecycle_and_headers(tmp_path: Path) -> None:
         assert ok.status_code == 200 and ok.headers["x-frame-options"] == "deny"
         assert (await client.get("/metrics")).status_code == 401
         assert (await client.get("/-/healthy")).status_code == 200
+        ready = await client.get("/-/ready")  # open, but names no probe
+        assert ready.status_code == 503 and ready.text == "Not ready\n"
         assert (await client.post("/-/reload", auth=auth)).status_code == 403
         big = await client.post("/metrics", auth=auth, content=b"x" * (MAX_BODY_BYTES + 1))
         assert big.status_code == 413
@@ -114,4 +122,5 @@ async def test_lifecycle_enabled_and_no_web_config() -> None:
     transport = httpx.ASGITransport(app=security.wrap(slow_app(anyio.Event())))
     async with httpx.AsyncClient(transport=transport, base_url="http://x") as client:
         assert (await client.post("/-/reload")).status_code == 200
+        assert "secret-db" in (await client.get("/-/ready")).text  # no auth: as before
         assert (await client.get("/metrics")).status_code == 200
