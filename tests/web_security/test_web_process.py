@@ -67,6 +67,8 @@ def test_basic_auth_over_tls_guards_every_page(start: Starter, pki: Pki) -> None
     assert curl(*ca, *alice, "-X", "POST", f"{base}/-/reload") == (0, "403")
     # kubelet's probes carry no credentials
     assert curl(*ca, f"{base}/-/healthy") == (0, "200")
+    assert curl(*ca, "-I", f"{base}/-/ready")[1] in ("200", "503")
+    assert curl(*ca, f"{base}/-/ready")[1] in ("200", "503")
     # headers past 16 KiB are refused before any handler runs
     for version in ("--http1.1", "--http2"):
         code, status = curl(*ca, *alice, version, "-H", "X-Big: " + "a" * 20000,
