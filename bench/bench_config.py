@@ -37,7 +37,7 @@ def fleet_config(probes: int = PROBES) -> str:
     lines = lines[:4] + ["probes:"]
     for i in range(probes):
         if i % 10 == 8:
-            lines.append(f"  - {{name: tcp-{i}, kind: tcp, address: '127.0.0.1:{1024 + i}'}}")
+            lines.append(f"  - {{name: tcp-{i}, kind: tcp, host: 127.0.0.1, port: {1024 + i}}}")
         elif i % 10 == 9:
             lines.append(f"  - name: tls-{i}")
             lines.append("    kind: tls")

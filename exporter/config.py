@@ -373,16 +373,22 @@ def _expand_env(
             for i, v in enumerate(value)
         ]
     if isinstance(value, str) and "$" in value:
+        reported: set[str] = set()  # one error per variable, however often it is used
 
         def substitute(match: re.Match[str]) -> str:
             if match.group(0) == "$$":
                 return "$"
             name = match.group(1)
             if name not in environ:
-                errors.append(f"{path}: environment variable {name} is not set")
+                if name not in reported:
+                    reported.add(name)
+                    errors.append(f"{path}: environment variable {name} is not set")
                 return ""
             if SECRET_VAR_RE.search(name):
                 if _VERBATIM_RE.match(path):
+                    if name in reported:
+                        return ""
+                    reported.add(name)
                     errors.append(
                         f"{path}: ${{{name}}} looks like a secret, and labels are exported "
                         "verbatim; a secret cannot be used here"

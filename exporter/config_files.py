@@ -9,41 +9,82 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path, PurePath
+from typing import Any, get_args
 
 from pydantic import BaseModel, SecretStr
 
 
-def _fields(model: BaseModel, path: str) -> Iterator[tuple[str, str, Any, BaseModel]]:
-    """``(location, field name, value, owner)`` for every field, nested models included."""
-    for name in type(model).model_fields:
+@dataclass(frozen=True)
+class _Plan:
+    """The fields of one model class worth looking at: 10,000 probes are walked at load."""
+
+    secrets: tuple[str, ...]  # SecretStr fields
+    paths: tuple[str, ...]  # Path fields
+    secret_files: tuple[str, ...]  # Path fields that are the *_file twin of another field
+    nested: tuple[str, ...]  # fields that may hold models (or lists of them)
+
+
+def _types(annotation: Any) -> Iterator[Any]:
+    yield annotation
+    for arg in get_args(annotation):
+        yield from _types(arg)
+
+
+@cache
+def _plan(cls: type[BaseModel]) -> _Plan:
+    secrets: list[str] = []
+    paths: list[str] = []
+    files: list[str] = []
+    nested: list[str] = []
+    for name, info in cls.model_fields.items():
+        types = list(_types(info.annotation))
+        if SecretStr in types:
+            secrets.append(name)
+        if any(isinstance(t, type) and issubclass(t, PurePath) for t in types):
+            paths.append(name)
+            twin = name.removesuffix("_file")
+            if twin != name and twin in cls.model_fields:
+                files.append(name)
+        if any(isinstance(t, type) and issubclass(t, BaseModel) for t in types):
+            nested.append(name)
+    return _Plan(tuple(secrets), tuple(paths), tuple(files), tuple(nested))
+
+
+def _models(model: BaseModel, path: str) -> Iterator[tuple[str, BaseModel]]:
+    """``(location, model)`` for the model and every model nested in it."""
+    yield path, model
+    for name in _plan(type(model)).nested:
         value = getattr(model, name)
-        where = f"{path}.{name}"
-        yield where, name, value, model
-        items = value if isinstance(value, list | tuple) else [value]
-        for index, item in enumerate(items):
-            if isinstance(item, BaseModel):
-                sub = f"{where}[{index}]" if item is not value else where
-                yield from _fields(item, sub)
+        if isinstance(value, BaseModel):
+            yield from _models(value, f"{path}.{name}")
+        elif isinstance(value, list | tuple):
+            for index, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    yield from _models(item, f"{path}.{name}[{index}]")
 
 
 def inline_secrets(settings: BaseModel) -> frozenset[str]:
     """The values of every ``SecretStr`` field (inline passwords, DSNs, tokens)."""
-    return frozenset(
-        value.get_secret_value()
-        for _, _, value, _ in _fields(settings, "")
-        if isinstance(value, SecretStr) and value.get_secret_value()
-    )
+    out: set[str] = set()
+    for _, model in _models(settings, ""):
+        for name in _plan(type(model)).secrets:
+            value = getattr(model, name)
+            if isinstance(value, SecretStr) and value.get_secret_value():
+                out.add(value.get_secret_value())
+    return frozenset(out)
 
 
 def secret_files(settings: BaseModel) -> tuple[Path, ...]:
     """The ``*_file`` twins of secret keys (``password_file`` beside ``password``)."""
     out: list[Path] = []
-    for _, name, value, owner in _fields(settings, ""):
-        twin = name.removesuffix("_file")
-        if isinstance(value, Path) and twin != name and twin in type(owner).model_fields:
-            out.append(value)
+    for _, model in _models(settings, ""):
+        for name in _plan(type(model)).secret_files:
+            value = getattr(model, name)
+            if isinstance(value, Path):
+                out.append(value)
     return tuple(out)
 
 
@@ -51,11 +92,13 @@ def check_files(settings: BaseModel, path: str) -> list[str]:
     """One error per file the settings name that is missing or unreadable: secret files,
     kubeconfigs, CA bundles, certificates and keys (every ``Path`` field)."""
     errors: list[str] = []
-    for where, _, value, _ in _fields(settings, path):
-        if isinstance(value, Path):
-            problem = _file_problem(value)
-            if problem:
-                errors.append(f"{where}: {problem}")
+    for where, model in _models(settings, path):
+        for name in _plan(type(model)).paths:
+            value = getattr(model, name)
+            if isinstance(value, Path):
+                problem = _file_problem(value)
+                if problem:
+                    errors.append(f"{where}.{name}: {problem}")
     return errors
 
 
