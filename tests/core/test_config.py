@@ -312,3 +312,101 @@ def test_check_files_reports_missing_secret_ca_and_kubeconfig_files(tmp_path: Pa
         "No such file or directory",
         f"probes[4].password_file: {tmp_path} is not a regular file",
     ]
+
+
+# --- Hostile and broken files -----------------------------------------------------------
+# Each is answered by check-config within 1 s of CPU and 200 MB of memory (on top of the
+# interpreter's start-up), with an error naming the place, and no traceback.
+
+_LAUGHS = (
+    "lol: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+    + "".join(f"l{i}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(9))
+    + "probes: [*j]\n"
+)
+HOSTILE: list[tuple[str, bytes, str]] = [
+    ("billion laughs", _LAUGHS.encode(), "aliases expand the document by more than"),
+    ("500 nested lists", b"probes: " + b"[" * 500 + b"]" * 500 + b"\n",
+     "nested more than 64 levels deep"),
+    ("100k open brackets", b"[" * 100_000, "nested more than 64 levels deep"),
+    ("deep mappings", b"".join(b"  " * i + b"k:\n" for i in range(2_000)),
+     "nested more than 64 levels deep"),
+    ("recursive alias", b"probes: &p [*p]\n", "refers to the node that contains it"),
+    ("alias to nothing", b"probes: [*nope]\n", "alias *nope has no anchor"),
+    ("20,000 unknown keys",
+     b"probes:\n  - {name: a, kind: fake, " + b", ".join(b"k%d: 1" % i for i in range(20_000))
+     + b"}\n", "... and 19900 more error(s)"),
+    ("10,000 bad probes",
+     b"probes:\n" + b"".join(b"  - {name: p%d, kind: fake, color: x, interval: 1s, "
+                             b"timeout: 2s}\n" % i for i in range(10_000)),
+     "probes[0].color: unknown key"),
+    ("a number of 5,000 digits", b"global: {history_size: " + b"9" * 5000 + b"}\n",
+     "line 1, column 24: the value has too many digits"),
+    ("infinite timeout", b"probes:\n  - {name: a, kind: fake, timeout: .inf}\n",
+     "probes[0].timeout: must be a finite duration"),
+    ("NaN interval", b"probes:\n  - {name: a, kind: fake, interval: .nan}\n",
+     "probes[0].interval: must be a finite duration"),
+    ("400-digit duration", b"probes:\n  - {name: a, kind: fake, interval: " + b"9" * 400
+     + b"s}\n", "probes[0].interval: must be a finite duration"),
+    ("a 1 MB key", b"probes:\n  - name: a\n    kind: fake\n    ? " + b"k" * 1_000_000
+     + b"\n    : 1\n", "probes[0]." + "k" * 60 + "...: unknown key"),
+    ("a python tag", b"probes: !!python/object/apply:os.system [echo]\n", "is not supported"),
+    ("a custom tag", b"probes: [!include other.yml]\n", "tag !include is not supported"),
+    ("two documents", b"probes: []\n---\nprobes: []\n", "expected one document"),
+    ("a NUL byte", b"probes: [\x00]\n", "YAML syntax error at character 10"),
+    ("not UTF-8", b"probes: [\xff\xfe]\n", "config file is not UTF-8 text"),
+    ("17 MiB", b"probes: []\n#" + b"x" * (17 << 20) + b"\n", "larger than 16 MiB"),
+    ("a top-level scalar", b"just text\n", "top level must be a mapping"),
+    ("probes of every wrong type", b"probes: [null, 1, x, [], {}]\n",
+     "probes[4].name: required key is missing"),
+    ("a duplicate key", b"probes:\n  - name: a\n    kind: fake\n    kind: fake\n",
+     "line 4, column 5: key 'kind' appears twice"),
+    ("a list as a key", b"? [a, b]\n: 1\n", "a mapping key must be a plain value"),
+    ("a merge of a scalar", b"probes:\n  - {<<: 1, name: a}\n", "a merge (<<) takes a mapping"),
+    ("a variable used 200,000 times", b"probes:\n  - {name: a, kind: fake, mode: '"
+     + b"${NOPE}" * 200_000 + b"'}\n", "probes[0].mode: environment variable NOPE is not set"),
+    ("empty", b"", "no probes configured"),
+]
+
+_MEASURED_CHECK = """
+import json, resource, sys, time
+sys.path.insert(0, sys.argv[2])
+from tests.core import run_with_fake  # registers the fake kind
+from exporter.cli import main
+import exporter.config, probes.postgres  # the imports are start-up, not the file's cost
+before = resource.getrusage(resource.RUSAGE_SELF)
+cpu = time.process_time()
+code = main(["check-config", sys.argv[1]])
+cpu = time.process_time() - cpu
+after = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"code": code, "cpu": cpu, "grown_kb": after.ru_maxrss - before.ru_maxrss}))
+"""
+
+
+@pytest.mark.parametrize(("content", "expected"), [(c, e) for _, c, e in HOSTILE],
+                         ids=[n for n, _, _ in HOSTILE])
+def test_hostile_files_are_answered_quickly_with_the_place_and_no_traceback(
+    tmp_path: Path, content: bytes, expected: str
+) -> None:
+    import json
+
+    path = tmp_path / "hostile.yml"
+    path.write_bytes(content)
+    result = subprocess.run(
+        [sys.executable, "-c", _MEASURED_CHECK, str(path), str(Path(__file__).parents[2])],
+        capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin"},
+    )
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    measured = json.loads(result.stdout.splitlines()[-1])
+    assert measured["code"] == 2
+    assert expected in result.stderr, result.stderr[:3000]
+    assert len(result.stderr.splitlines()) <= 102
+    assert measured["cpu"] <= 1.0, measured
+    assert measured["grown_kb"] <= 200 * 1024, measured
+
+
+def test_dev_zero_and_a_directory_as_the_config_file(tmp_path: Path) -> None:
+    for path, expected in (("/dev/zero", "larger than 16 MiB"),
+                           (str(tmp_path), "cannot read config file: Is a directory")):
+        result = _cli("check-config", path)
+        assert result.returncode == 2 and expected in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
