@@ -10,12 +10,19 @@ import threading
 import time
 from pathlib import Path
 
-import anyio._backends._asyncio  # noqa: F401  (imported once, before the loop is timed)
+# Imported at collection, not inside the tests' first loop step (where parse_config would
+# import them): the slow-step guard is for blocking calls, not for cold imports.
+import anyio._backends._asyncio  # noqa: F401
 import pytest
 
+import probes.http  # noqa: F401
+import probes.pgbouncer  # noqa: F401
+import probes.redis  # noqa: F401
 from exporter.config import parse_config
 from exporter.results import ResultStore
 from exporter.scheduler import execute
+from probes.base import ProbeResult
+from probes.postgres import PostgresConfig
 
 TOKEN = "tok-8f3a9c2e51d7"
 CONFIG = """
@@ -120,3 +127,49 @@ def test_a_missing_dsn_file_never_changes_the_target(tmp_path: Path) -> None:
     missing = spec.target()
     dsn.write_text("host=db.festivals.svc port=6543 dbname=app password=pw")
     assert spec.target() == missing and "pw" not in missing
+
+
+def test_redaction_masks_secret_values_not_substrings_that_equal_them() -> None:
+    config = parse_config(
+        "probes:\n  - {name: db, kind: postgres, host: festivals-db.festivals.svc,"
+        " dbname: app, password: '${PGPASSWORD}'}\n",
+        environ={"PGPASSWORD": "festivals"},
+    )
+    spec = config.probes[0]
+    assert spec.target() == "postgres://festivals-db.festivals.svc:5432/app"
+    assert spec.redact("connect password=festivals host=festivals-db.festivals.svc") == (
+        "connect password=<redacted> host=festivals-db.festivals.svc"
+    )
+    assert spec.redact("postgres://u:festivals@h/db") == "postgres://u:<redacted>@h/db"
+    assert spec.redact("the password was festivals.") == "the password was <redacted>."
+
+
+def test_a_long_secret_and_its_url_encoded_form_are_masked_anywhere() -> None:
+    token = "Zq8/Xr2+Lm5=Kp9wTt3u"
+    spec = parse_config(
+        "probes:\n  - {name: api, kind: http, url: 'http://x.test/h?t=${API_TOKEN}'}\n",
+        environ={"API_TOKEN": token},
+    ).probes[0]
+    assert token not in spec.redact(f"header={token}x and glued{token}")
+    assert "Zq8%2FXr2%2BLm5%3DKp9wTt3u" not in spec.redact("?t=Zq8%2FXr2%2BLm5%3DKp9wTt3u")
+
+
+@pytest.mark.anyio
+async def test_values_read_from_secret_files_and_inline_secrets_are_masked(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "pw").write_text("file-s3cret\n")
+    config = parse_config(
+        f"probes:\n  - {{name: a, kind: postgres, password_file: {tmp_path / 'pw'}}}\n"
+        "  - {name: b, kind: redis, url: 'redis://127.0.0.1:6379', password: inline-pw}\n"
+    )
+    a, b = config.probes
+    assert isinstance(a.settings, PostgresConfig)
+    assert (await a.settings.read_conn_params())["password"] == "file-s3cret"
+    assert a.redact("auth failed for file-s3cret") == "auth failed for <redacted>"
+    assert b.redact("AUTH inline-pw") == "AUTH <redacted>"
+    store = ResultStore()
+    store.apply_config(config)
+    run = store.record(a, time.time(), 0.1, ProbeResult.fail("auth", detail=(
+        "password=file-s3cret rejected",)), "schedule")
+    assert run.result.detail == ("password=<redacted> rejected",)
