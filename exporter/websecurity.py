@@ -91,6 +91,7 @@ class WebSecurity:
         self._bcrypt = anyio.CapacityLimiter(BCRYPT_THREADS)
         self._in_flight = 0
         self._stamps: dict[Path, tuple[int, int, int] | None] = {}
+        self._reload_lock = anyio.Lock()
 
     # --- loading ----------------------------------------------------------------------
 
@@ -147,7 +148,10 @@ class WebSecurity:
         """Read the web config file again; on any error keep the running one."""
         if self.path is None:
             return []
-        path = self.path
+        async with self._reload_lock:  # SIGHUP, /-/reload and the watcher may coincide
+            return await self._reload(self.path)
+
+    async def _reload(self, path: Path) -> list[str]:
         try:
             loaded = await anyio.to_thread.run_sync(load_web_config, path)
             dummy = await anyio.to_thread.run_sync(self._dummy_for, loaded)
