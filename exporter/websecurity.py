@@ -134,8 +134,8 @@ class WebSecurity:
         self._current_ctx = new
         self.loaded = loaded
         self._dummy_hash = dummy
-        self._auth_cache.clear()
-        self._stamps = {p: _stamp(p) for p in loaded.watched}
+        self._auth_cache = OrderedDict()  # rebound, not cleared: the loop may be reading it
+        self._stamps = _stamps(loaded.watched)
 
     def _pick_context(
         self, ssl_object: ssl.SSLObject, server_name: str | None, ctx: ssl.SSLContext
@@ -173,7 +173,7 @@ class WebSecurity:
         for line in errors:
             log.error("web config reload failed, keeping the running one", extra={"error": line})
         # A failed reload must not retrigger until a file changes again.
-        self._stamps = {p: _stamp(p) for p in self._stamps}
+        self._stamps = await anyio.to_thread.run_sync(_stamps, tuple(self._stamps))
         return errors
 
     async def watch(self) -> None:
