@@ -68,7 +68,10 @@ class Daemon:
         ``MemoryError``) is reported like a bad file and never ends the process.
         """
         web_errors = await self.web.reload()
-        return web_errors + await self._reload_config()
+        errors = web_errors + await self._reload_config()
+        if web_errors:  # a config file that loaded must not hide a web config that did not
+            self.store.reload_failed(errors)
+        return errors
 
     async def _reload_config(self) -> list[str]:
         async with self._reload_lock:
@@ -128,7 +131,7 @@ class Daemon:
         _ignore_cancelled_callbacks()
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._handle_signals)
-            tg.start_soon(self.web.watch)
+            tg.start_soon(self.web.watch, self.store.reload_failed)
             await tg.start(self._serve_http, bind)
             if self.config.global_.demo:
                 await tg.start(serve_demo_tls, host.strip("[]"), int(port) + 1)

@@ -176,9 +176,10 @@ class WebSecurity:
         self._stamps = await anyio.to_thread.run_sync(_stamps, tuple(self._stamps))
         return errors
 
-    async def watch(self) -> None:
+    async def watch(self, on_failure: Callable[[list[str]], None] | None = None) -> None:
         """Reload when the web config file or a certificate, key or CA file it names
-        changes (cert-manager and Kubernetes secret mounts replace files in place)."""
+        changes (cert-manager and Kubernetes secret mounts replace files in place);
+        ``on_failure`` gets the errors of a reload that failed."""
         if self.path is None:
             return
         while True:
@@ -186,7 +187,9 @@ class WebSecurity:
             stamps = self._stamps
             now = await anyio.to_thread.run_sync(_stamps, tuple(stamps))
             if now != stamps:
-                await self.reload()
+                errors = await self.reload()
+                if errors and on_failure is not None:
+                    on_failure(errors)
 
     # --- serving ----------------------------------------------------------------------
 

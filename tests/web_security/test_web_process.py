@@ -212,6 +212,9 @@ def test_reload_swaps_certificates_and_refuses_an_expired_one(
     assert "tls_server_config.cert_file" in answer.text and "expired" in answer.text
     time.sleep(2.5)  # let the file watcher see the change too
     assert served_serial(exporter.port, pki.ca_file) == renewed
+    metrics = httpx.get(f"https://localhost:{exporter.port}/metrics",
+                        verify=client_context(pki.ca_file), timeout=10).text
+    assert "festivals_exporter_config_last_reload_successful 0.0" in metrics
     # a bad web config is refused with the field named, the running one stays
     exporter.write({**tls_config(cert, key), "tls_server_config": {
         "cert_file": str(new_cert), "key_file": str(new_key), "min_version": "TLS11"}})
