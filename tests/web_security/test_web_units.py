@@ -124,3 +124,15 @@ async def test_lifecycle_enabled_and_no_web_config() -> None:
         assert (await client.post("/-/reload")).status_code == 200
         assert "secret-db" in (await client.get("/-/ready")).text  # no auth: as before
         assert (await client.get("/metrics")).status_code == 200
+
+
+def test_the_documented_example_is_valid(tmp_path: Path, pki: Pki) -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "web-config.md").read_text()
+    example = yaml.safe_load(doc.split("```yaml")[1].split("```")[0])
+    cert, key = pki.server("documented")
+    for name, path in (("tls.crt", cert), ("tls.key", key),
+                       ("clients-ca.crt", pki.client_ca_file)):
+        (tmp_path / name).write_bytes(path.read_bytes())
+    loaded = parse_web_config(example, tmp_path)
+    assert loaded.ssl_context is not None
+    assert list(loaded.config.basic_auth_users) == ["prometheus"]
