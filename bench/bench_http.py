@@ -1,87 +1,299 @@
-"""CPU cost of the http probe, as a ratio to a plain httpx GET loop in the same run.
+"""CPU per HTTP probe: the daemon against Debian's blackbox_exporter, same target, same rate.
 
-A tiny HTTP server runs in a child process (so its CPU is not counted); this process
-times N probe runs (one state kept, as the daemon does) and N bare ``httpx`` GETs with a
-fresh connection each, and prints CPU time per request for both and their ratio.
+Both probe one local nginx (started here on a free loopback port). Our side is the real
+daemon (``festivals-exporter run``) with N ``http`` probes at an interval; the peer is
+``prometheus-blackbox-exporter`` driven through ``/probe`` by this process at the same
+rate (N / interval per second), as Prometheus would scrape it. Each side's CPU is read
+from ``/proc/PID/stat`` over a window in steady state, sides alternate, and the ratio of
+the means is reported. Our ``/metrics`` is read only outside the CPU window (to count the
+runs), so the figure is the probes' cost, not the scrapes'.
+
+``BENCH_HTTP_ROUNDS`` (default 2) and ``BENCH_HTTP_LARGE=0`` (skip the 10,000-probe
+scenario) bound the time; the whole module takes about five minutes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-import anyio
-import httpx
+ROUNDS = int(os.environ.get("BENCH_HTTP_ROUNDS", "2"))
+LARGE = os.environ.get("BENCH_HTTP_LARGE", "1") != "0"
+TICK = os.sysconf("SC_CLK_TCK")
+COMMAND = ".venv/bin/python -m bench http"
 
-from probes.http import KIND, HttpConfig
-
-SERVER = r"""
-import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def log_message(self, *a): pass
-    def do_GET(self):
-        body = b'{"status": "ok"}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-print(srv.server_address[1], flush=True)
-srv.serve_forever()
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy;
+  fastcgi_temp_path {tmp}/fcgi; uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{ default_type application/json; return 200 '{{"status": "ok"}}'; }}
+  }}
+}}
 """
 
-N = int(os.environ.get("BENCH_HTTP_N", "300"))
+BLACKBOX_CONF = """
+modules:
+  http_2xx:
+    prober: http
+    timeout: {timeout}s
+    http:
+      preferred_ip_protocol: ip4
+"""
 
 
-async def _baseline(url: str, n: int) -> float:
-    async with httpx.AsyncClient(limits=httpx.Limits(max_keepalive_connections=0)) as client:
-        await client.get(url)
-        start = time.process_time()
-        for _ in range(n):
-            response = await client.get(url)
-            assert response.status_code == 200
-        return (time.process_time() - start) / n
+@dataclass(frozen=True)
+class Scenario:
+    probes: int
+    interval: float
+    warmup: float
+    window: float
+
+    @property
+    def rate(self) -> float:
+        return self.probes / self.interval
+
+    @property
+    def label(self) -> str:
+        return f"{self.probes:,} http probes at {self.interval:g} s"
 
 
-async def _probe(url: str, n: int) -> float:
-    config = HttpConfig.model_validate({"url": url, "json_checks": ['status == "ok"']})
-    state = KIND.new_state(config)
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _binary(name: str) -> str:
+    for candidate in (shutil.which(name), f"/usr/sbin/{name}", f"/usr/bin/{name}"):
+        if candidate and Path(candidate).exists():
+            return candidate
+    raise RuntimeError(f"{name} is not installed (make bench installs it)")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _get(url: str, timeout: float = 60) -> tuple[int, bytes]:
     try:
-        result = await KIND.run(config, state)
-        assert result.success, result.detail
-        start = time.process_time()
-        for _ in range(n):
-            result = await KIND.run(config, state)
-            assert result.success, result.detail
-        return (time.process_time() - start) / n
-    finally:
-        await state.aclose()
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, b""
 
 
-def main() -> None:
-    server = subprocess.Popen(
-        [sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True
-    )
+def _wait(url: str, deadline: float, want: int = 200) -> None:
+    while time.monotonic() < deadline:
+        try:
+            if _get(url, timeout=5)[0] == want:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer {want} in time")
+
+
+@contextmanager
+def _process(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
     try:
-        assert server.stdout is not None
-        port = int(server.stdout.readline())
-        url = f"http://127.0.0.1:{port}/"
-        base = anyio.run(_baseline, url, N)
-        probe = anyio.run(_probe, url, N)
-        base2 = anyio.run(_baseline, url, N)
-        baseline = min(base, base2)
-        print(f"http probe: {N} runs")
-        print(f"  baseline httpx GET (new connection): {baseline * 1000:.3f} ms CPU / request")
-        print(f"  http probe run:                      {probe * 1000:.3f} ms CPU / probe")
-        print(f"  ratio probe / baseline:              {probe / baseline:.2f}x")
+        yield proc
     finally:
-        server.terminate()
-        server.wait(5)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+_RUNS_RE = re.compile(rb"^probe_runs_total\{[^}]*\} ([0-9.e+]+)$", re.MULTILINE)
+
+
+def _runs(port: int) -> float:
+    status, body = _get(f"http://127.0.0.1:{port}/metrics", timeout=120)
+    assert status == 200, status
+    return sum(float(v) for v in _RUNS_RE.findall(body))
+
+
+def _ours(tmp: Path, target: str, sc: Scenario) -> tuple[float, float]:
+    """(CPU ms per probe run, RSS MB) of the daemon running ``sc``."""
+    config = tmp / f"ours-{sc.probes}.yml"
+    timeout = min(5.0, sc.interval / 2)
+    lines = ["probes:"] + [
+        f"  - {{name: h{i}, kind: http, url: '{target}?i={i}', interval: {sc.interval:g}s,"
+        f" timeout: {timeout:g}s}}"
+        for i in range(sc.probes)
+    ]
+    config.write_text("\n".join(lines) + "\n")
+    port = _free_port()
+    exe = Path(sys.executable).with_name("festivals-exporter")
+    args = [str(exe), "run", f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warning"]
+    with _process(args, tmp / "ours.log") as proc:
+        _wait(f"http://127.0.0.1:{port}/-/ready", time.monotonic() + 180)
+        time.sleep(sc.warmup)
+        t0 = time.monotonic()
+        runs0 = _runs(port)
+        c0, w0 = _cpu_seconds(proc.pid), time.monotonic()
+        time.sleep(sc.window)
+        c1, w1 = _cpu_seconds(proc.pid), time.monotonic()
+        rss = _rss_mb(proc.pid)
+        runs1 = _runs(port)
+        t1 = time.monotonic()
+    rate = (runs1 - runs0) / (t1 - t0)
+    return (c1 - c0) / (rate * (w1 - w0)) * 1000, rss
+
+
+async def _drive(url: str, rate: float, seconds: float) -> tuple[int, int]:
+    """Send ``rate`` GETs per second to ``url`` for ``seconds``, spread evenly, on
+    keep-alive connections; (answered, failed)."""
+    import aiohttp
+
+    done = failed = 0
+
+    async def one(session: aiohttp.ClientSession, i: int) -> None:
+        nonlocal done, failed
+        try:
+            async with session.get(f"{url}%3Fi%3D{i % 10000}") as response:
+                body = await response.read()
+                ok = response.status == 200 and b"probe_success 1" in body
+        except (aiohttp.ClientError, TimeoutError):
+            ok = False
+        done += ok
+        failed += not ok
+
+    connector = aiohttp.TCPConnector(limit=256)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        tasks: set[asyncio.Task[None]] = set()
+        start = time.monotonic()
+        sent = 0
+        while (now := time.monotonic() - start) < seconds:
+            due = int(now * rate)
+            while sent < due:
+                task = asyncio.create_task(one(session, sent))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                sent += 1
+            await asyncio.sleep(0.005)
+        if tasks:
+            await asyncio.wait(tasks)
+    return done, failed
+
+
+def _peer(tmp: Path, target: str, sc: Scenario) -> tuple[float, float]:
+    """(CPU ms per probe, RSS MB) of blackbox_exporter probing at ``sc``'s rate."""
+    config = tmp / "blackbox.yml"
+    config.write_text(BLACKBOX_CONF.format(timeout=min(5.0, sc.interval / 2)))
+    port = _free_port()
+    args = [_binary("prometheus-blackbox-exporter"), f"--config.file={config}",
+            f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"]
+    url = f"http://127.0.0.1:{port}/probe?module=http_2xx&target={target}"
+    with _process(args, tmp / "blackbox.log") as proc:
+        _wait(f"http://127.0.0.1:{port}/-/healthy", time.monotonic() + 30)
+        asyncio.run(_drive(url, sc.rate, sc.warmup))
+        c0 = _cpu_seconds(proc.pid)
+        done, failed = asyncio.run(_drive(url, sc.rate, sc.window))
+        c1 = _cpu_seconds(proc.pid)
+        rss = _rss_mb(proc.pid)
+    if failed > done * 0.01:
+        raise RuntimeError(f"blackbox failed {failed} of {done + failed} probes")
+    return (c1 - c0) / done * 1000, rss
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _scenario(tmp: Path, target: str, sc: Scenario) -> list[dict[str, Any]]:
+    ours: list[tuple[float, float]] = []
+    peer: list[tuple[float, float]] = []
+    for _ in range(ROUNDS):
+        ours.append(_ours(tmp, target, sc))
+        peer.append(_peer(tmp, target, sc))
+        print(f"  {sc.label}: ours {ours[-1][0]:.3f} ms, blackbox {peer[-1][0]:.3f} ms "
+              f"CPU per probe; RSS {ours[-1][1]:.0f} / {peer[-1][1]:.0f} MB", flush=True)
+    cpu_ours, cpu_peer = _mean([o[0] for o in ours]), _mean([p[0] for p in peer])
+    rows: list[dict[str, Any]] = [
+        {
+            "scenario": f"CPU per HTTP probe, {sc.label}",
+            "ours": cpu_ours,
+            "peer": cpu_peer,
+            "peer_name": "blackbox_exporter via /probe",
+            "unit": "ms",
+            "goal": "<= 1.0x",
+            "met": cpu_ours <= cpu_peer,
+            "command": COMMAND,
+        }
+    ]
+    if sc.probes >= 10_000:
+        rss_ours, rss_peer = max(o[1] for o in ours), max(p[1] for p in peer)
+        rows.append(
+            {
+                "scenario": f"RSS with {sc.label}",
+                "ours": rss_ours,
+                "peer": rss_peer,
+                "peer_name": "blackbox_exporter",
+                "unit": "MB",
+                "goal": "<= 250 MB",
+                "met": rss_ours <= 250,
+                "command": COMMAND,
+            }
+        )
+    return rows
+
+
+def main() -> list[dict[str, Any]]:
+    scenarios = [Scenario(500, 1.0, warmup=4, window=15)]
+    if LARGE:
+        scenarios.append(Scenario(10_000, 15.0, warmup=20, window=30))
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-http-") as name:
+        tmp = Path(name)
+        port = _free_port()
+        (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, port=port))
+        with _process([_binary("nginx"), "-c", str(tmp / "nginx.conf")], tmp / "nginx.log"):
+            target = f"http://127.0.0.1:{port}/health"
+            _wait(target, time.monotonic() + 10)
+            for sc in scenarios:
+                rows.extend(_scenario(tmp, target, sc))
+    for row in rows:
+        print(f"  {row['scenario']}: ours {row['ours']:.3f} {row['unit']}, "
+              f"peer {row['peer']:.3f}, ratio {row['ours'] / row['peer']:.2f}x")
+    return rows
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from exporter.config import (
     load_config,
 )
 from exporter.diagnose import command as diagnose_command
-from exporter.eventloop import backend_options
+from exporter.eventloop import backend_options, tune_gc
 from exporter.logs import setup_logging
 from exporter.results import redact_result
 from exporter.scheduler import close_state, execute
@@ -222,6 +222,7 @@ def _run(
     from exporter.daemon import Daemon
 
     daemon = Daemon(config_path, config, listen_address, log_flags=log_flags, web=web)
+    tune_gc()
     try:
         anyio.run(daemon.run, backend_options=backend_options())
     except OSError as exc:

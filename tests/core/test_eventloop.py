@@ -57,3 +57,15 @@ def test_probe_command_runs_on_the_chosen_loop(
     assert cli.main(["probe", "closed", f"--config.file={config}"]) == 1
     assert "refused" in capsys.readouterr().out
     assert len(loops) == 1 and loops[0].startswith("uvloop") == uvloop
+
+
+def test_daemon_collector_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    before = gc.get_threshold()
+    try:
+        eventloop.tune_gc()
+        assert gc.get_threshold() == eventloop.GC_THRESHOLDS
+        assert gc.isenabled()
+    finally:
+        gc.set_threshold(*before)
