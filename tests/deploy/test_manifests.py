@@ -152,11 +152,7 @@ def _flags(objects: tuple[Obj, ...]) -> Any:
     container = _container(objects)
     assert container.get("command") is None  # the image's entrypoint: the console script
     # The exporter's own parser accepts the arguments: no flag is misspelt or unknown.
-    parser = cli._parser()
-    args, unknown = parser.parse_known_args(container["args"])
-    if unknown and all(u.startswith("--web.config.file=") for u in unknown):
-        # TODO(deploy): drop once --web.config.file (endpoint security) is on main.
-        pytest.xfail("--web.config.file is not implemented yet: components/web-tls waits for it")
+    args, unknown = cli._parser().parse_known_args(container["args"])
     assert not unknown, f"flags the exporter does not accept: {unknown}"
     return args
 
