@@ -188,6 +188,12 @@ def test_probes_and_ports_agree_with_the_exporters_flags(layer: str) -> None:
     assert endpoint["port"] == service_port["name"] and endpoint["path"] == "/metrics"
     # The kubernetes probe's namespace/pod/container labels survive the scrape.
     assert endpoint["honorLabels"] is True
+    # Replicas differ only by instance, which the mixin's quorum rules aggregate away: the
+    # per-replica pod/container target labels are dropped and no relabeling adds another.
+    dropped = [r["regex"] for r in endpoint["relabelings"] if r["action"] == "labeldrop"]
+    assert any(re.fullmatch(d, "pod") for d in dropped)
+    assert any(re.fullmatch(d, "container") for d in dropped)
+    assert not [r for r in endpoint["relabelings"] if "targetLabel" in r]
     # The web config decides the scheme: the kubelet and Prometheus must use the same.
     assert {container[p]["httpGet"]["scheme"] for p in ("livenessProbe", "readinessProbe")} \
         == {endpoint["scheme"].upper()}
@@ -314,7 +320,9 @@ def test_the_mixin_objects_are_part_of_the_base() -> None:
 
 def test_the_documented_commands_name_real_paths() -> None:
     doc = (KUSTOMIZE_DIR.parents[1] / "docs" / "deployment.md").read_text()
-    for command in re.findall(r"^(?:\$ )?(kubectl .*)$", doc, re.M):
-        for word in shlex.split(command):
-            if word.startswith("deploy/"):
-                assert (KUSTOMIZE_DIR.parents[1] / word).exists(), word
+    doc = doc.replace("\\\n", " ")  # shell line continuations
+    named = [word for command in re.findall(r"^(kubectl .*)$", doc, re.M)
+             for word in shlex.split(command, comments=True) if word.startswith("deploy/")]
+    assert "deploy/kubernetes/overlays/example" in named
+    for word in named:
+        assert (KUSTOMIZE_DIR.parents[1] / word).exists(), word
