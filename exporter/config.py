@@ -38,6 +38,8 @@ _CLIENT_TIMEOUT_MARGIN = 0.9
 # A config file is a few MB even for 10,000 probes; more is a mistake (or /dev/zero).
 MAX_FILE_BYTES = 16 * 1024 * 1024
 _TOP_LEVEL_KEYS = ("global", "probes")
+MAX_STATIC_LABELS = 64
+MAX_LABEL_VALUE_LENGTH = 1024
 
 
 class ConfigError(Exception):
@@ -53,7 +55,13 @@ class _Strict(BaseModel):
 
 
 def _check_labels(labels: dict[str, str]) -> dict[str, str]:
-    for name in labels:
+    # Static labels ride on every series of the probe: a huge one multiplies.
+    if len(labels) > MAX_STATIC_LABELS:
+        raise ValueError(f"at most {MAX_STATIC_LABELS} static labels, not {len(labels)}")
+    for name, value in labels.items():
+        if len(value) > MAX_LABEL_VALUE_LENGTH:
+            raise ValueError(f"the value of label {name[:60]!r} is longer than "
+                             f"{MAX_LABEL_VALUE_LENGTH} characters")
         if not _LABEL_NAME_RE.match(name) or name.startswith("__"):
             raise ValueError(f"label name {name!r} is not a valid Prometheus label name")
         if name in RESERVED_LABELS:

@@ -365,6 +365,11 @@ HOSTILE: list[tuple[str, bytes, str]] = [
     ("a variable used 200,000 times", b"probes:\n  - {name: a, kind: fake, mode: '"
      + b"${NOPE}" * 200_000 + b"'}\n", "probes[0].mode: environment variable NOPE is not set"),
     ("empty", b"", "no probes configured"),
+    ("a 1 MB label value", b"probes:\n  - {name: a, kind: fake, labels: {x: '" + b"v" * (1 << 20)
+     + b"'}}\n", "probes[0].labels: the value of label 'x' is longer than 1024 characters"),
+    ("50,000 static labels", b"global: {labels: {"
+     + b", ".join(b"l%d: v" % i for i in range(50_000)) + b"}}\nprobes: []\n",
+     "global.labels: at most 64 static labels, not 50000"),
 ]
 
 _MEASURED_CHECK = """
