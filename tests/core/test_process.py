@@ -16,6 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from exporter import daemon as daemon_module
+from exporter.config import parse_config
+
 LAUNCHER = Path(__file__).with_name("run_with_fake.py")
 CONFIG = """
 global: {start_spread: 0s}
@@ -238,3 +241,22 @@ def test_landing_page_renders_in_headless_chromium(exporter: Exporter) -> None:
     for name in ("alpha", "beta", "stuck"):
         assert f'<a href="/probes/{name}">{name}</a>' in page
     assert 'class="fail">FAIL</span>' in page and 'class="ok">OK</span>' in page
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("error", [MemoryError, RecursionError, KeyError])
+async def test_reload_survives_any_exception_from_loading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: type[BaseException]
+) -> None:
+    path = tmp_path / "config.yml"
+    path.write_text(CONFIG)
+    daemon = daemon_module.Daemon(path, parse_config(CONFIG), "127.0.0.1:0")
+
+    def explode(*args: object, **kwargs: object) -> None:
+        raise error("from inside the loader")
+
+    monkeypatch.setattr(daemon_module, "load_config", explode)
+    errors = await daemon.reload()
+    assert errors == [f"{path}: config cannot be loaded: internal error {error.__name__}"]
+    assert daemon.store.last_reload_successful is False
+    assert [p.name for p in daemon.config.probes] == ["alpha", "beta", "stuck"]
