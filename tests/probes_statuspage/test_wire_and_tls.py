@@ -86,7 +86,7 @@ def raw_server() -> Iterator[type[RawServer]]:
 async def test_non_http_bytes_are_protocol_as_soon_as_they_arrive(
     raw_server: type[RawServer], answer: bytes, hang_up: bool
 ) -> None:
-    server = raw_server(answer, hang_up)
+    server = await anyio.to_thread.run_sync(raw_server, answer, hang_up)
     cfg = sp.StatuspageConfig.model_validate(
         {"client_timeout": 3.0, "url": f"http://127.0.0.1:{server.port}{SUMMARY}"})
     state = sp.new_state(cfg)
@@ -101,7 +101,8 @@ async def test_non_http_bytes_are_protocol_as_soon_as_they_arrive(
 
 
 async def test_a_slow_http_answer_is_still_a_timeout(raw_server: type[RawServer]) -> None:
-    server = raw_server(b"HTTP/1.1 200 OK\r\nContent-Type: appl", hang_up=False)
+    server = await anyio.to_thread.run_sync(
+        raw_server, b"HTTP/1.1 200 OK\r\nContent-Type: appl", False)
     cfg = sp.StatuspageConfig.model_validate(
         {"client_timeout": 0.5, "url": f"http://127.0.0.1:{server.port}{SUMMARY}"})
     state = sp.new_state(cfg)
