@@ -10,7 +10,9 @@ full flush, which resets the compressor's history). A scrape joins the pieces fa
 family (families stay contiguous across probes) and the text, OpenMetrics and gzip
 variants share them: sample lines are identical in both formats, only the HELP/TYPE
 headers differ. A family is joined again only after one of its pieces changed, and a
-piece whose text did not change is not compressed again.
+piece whose text did not change is not compressed again. A result of more than
+``OFFLOAD_SAMPLES`` samples (a kubernetes probe over thousands of pods) is rendered and
+compressed in a worker thread before it is recorded, so the event loop only swaps it in.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import struct
 import weakref
 import zlib
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
+import anyio
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.utils import floatToGoString
 
@@ -166,7 +170,7 @@ def _deflate_alone(data: bytes) -> bytes:
 class _ProbeLabels:
     """A probe's label strings, built once: its own labels merged under each sample's."""
 
-    __slots__ = ("labels", "base", "keys", "fragments", "plain", "by_sample", "buckets")
+    __slots__ = ("labels", "base", "keys", "fragments", "plain", "by_sample", "buckets", "large")
 
     def __init__(self, spec: ProbeSpec) -> None:
         self.labels = spec.labels
@@ -177,6 +181,8 @@ class _ProbeLabels:
         self.plain = "{" + ",".join(self.fragments) + "}"
         self.by_sample: dict[LabelPairs, str] = {}
         self.buckets: list[str] | None = None
+        # Label strings of the last large result (see _render_large), keyed by label pairs.
+        self.large: dict[LabelPairs, str] = {}
 
     def of(self, sample_labels: LabelPairs) -> str:
         if not sample_labels:
@@ -185,19 +191,24 @@ class _ProbeLabels:
         if text is None:
             if len(self.by_sample) >= _LABEL_CACHE_MAX:
                 self.by_sample.clear()
-            if len(sample_labels) == 1 and sample_labels[0][0] not in self.base:
-                # The common case (a reason, a phase, a bucket): one sorted insert.
-                key, value = sample_labels[0]
-                at = bisect.bisect(self.keys, key)
-                fragments = self.fragments
-                text = "{" + ",".join(
-                    [*fragments[:at], f'{key}="{_escape(value)}"', *fragments[at:]]
-                ) + "}"
-            else:
-                merged = {**dict(sample_labels), **self.base}
-                text = "{" + _label_text(sorted(merged.items())) + "}"
+            text = self.compose(sample_labels)
             self.by_sample[sample_labels] = text
         return text
+
+    def compose(self, sample_labels: LabelPairs) -> str:
+        """The label string of a sample: its own labels merged under the probe's."""
+        if not sample_labels:
+            return self.plain
+        if len(sample_labels) == 1 and sample_labels[0][0] not in self.base:
+            # The common case (a reason, a phase, a bucket): one sorted insert.
+            key, value = sample_labels[0]
+            at = bisect.bisect(self.keys, key)
+            fragments = self.fragments
+            return "{" + ",".join(
+                [*fragments[:at], f'{key}="{_escape(value)}"', *fragments[at:]]
+            ) + "}"
+        merged = {**dict(sample_labels), **self.base}
+        return "{" + _label_text(sorted(merged.items())) + "}"
 
     def bucket_prefixes(self) -> list[str]:
         if self.buckets is None:
@@ -299,6 +310,49 @@ def _kind_lines(metric: Metric, labels: _ProbeLabels) -> str:
     )
 
 
+# A result with more samples than this (a kubernetes probe over thousands of pods) is
+# rendered in a worker thread before it is recorded: tens of thousands of lines rendered on
+# the event loop stall every scrape and every other probe for a third of a second.
+OFFLOAD_SAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A large result's kind pieces, rendered off the loop: metric name -> (text, deflated)."""
+
+    metrics: tuple[Metric, ...]
+    pieces: dict[str, tuple[bytes, bytes]]
+
+
+def _render_large(
+    labels: _ProbeLabels, metrics: tuple[Metric, ...]
+) -> dict[str, tuple[bytes, bytes]]:
+    """Render and deflate ``metrics`` (worker thread). Label strings come from a cache of
+    the previous large run's samples, rebuilt from this run's so it never outgrows it."""
+    old = labels.large
+    new: dict[LabelPairs, str] = {}
+    compressor = zlib.compressobj(_GZ_LEVEL, zlib.DEFLATED, _GZ_WBITS, _GZ_MEMLEVEL)
+    texts: dict[str, list[str]] = {}
+    for metric in metrics:
+        name = metric.name + _SUFFIX.get(metric.type, "")
+        lines = texts.setdefault(metric.name, [])
+        for sample in metric.samples:
+            pairs = sample.labels
+            text = new.get(pairs)
+            if text is None:
+                text = old.get(pairs)
+                if text is None:
+                    text = labels.compose(pairs)
+                new[pairs] = text
+            lines.append(f"{name}{text} {_value(sample.value)}\n")
+    labels.large = new
+    out: dict[str, tuple[bytes, bytes]] = {}
+    for metric_name, lines in texts.items():
+        data = "".join(lines).encode()
+        out[metric_name] = (data, compressor.compress(data) + compressor.flush(zlib.Z_FULL_FLUSH))
+    return out
+
+
 class Exposition:
     """The cached exposition of one result store; see the module docstring."""
 
@@ -310,8 +364,10 @@ class Exposition:
         self._held: dict[str, tuple[_Family, ...]] = {}
         self._compressor = zlib.compressobj(_GZ_LEVEL, zlib.DEFLATED, _GZ_WBITS, _GZ_MEMLEVEL)
         self.generation = 0  # bumped whenever a piece changes
+        self._prepared: dict[str, _Prepared] = {}
         self._bodies: dict[tuple[bool, bool], tuple[int, list[bytes], int, int]] = {}
         store.on_record.append(self.update)
+        store.preparers.append(self.prepare)
         store.on_remove.append(self.remove)
         store.on_reset.append(self._on_reset)
         for record in store.probes.values():
@@ -324,15 +380,33 @@ class Exposition:
         for record in self.store.probes.values():
             self.update(record, kind=False)
 
+    def _labels_of(self, spec: ProbeSpec) -> _ProbeLabels:
+        labels = self._labels.get(spec.name)
+        if labels is None or labels.labels is not spec.labels:
+            labels = self._labels[spec.name] = _ProbeLabels(spec)
+        return labels
+
+    async def prepare(self, spec: ProbeSpec, metrics: tuple[Metric, ...]) -> None:
+        """Before a scheduled result is recorded: render a large one in a worker thread
+        (it holds the GIL too, but yields it every few milliseconds, so scrapes and other
+        probes keep running), for :meth:`update` to swap in."""
+        if sum(len(metric.samples) for metric in metrics) <= OFFLOAD_SAMPLES:
+            return
+        labels = self._labels_of(spec)
+        pieces = await anyio.to_thread.run_sync(_render_large, labels, metrics)
+        self._prepared[spec.name] = _Prepared(metrics, pieces)
+
     def update(self, record: ProbeRecord, kind: bool) -> None:
         """Render ``record``'s pieces: the core series, and with ``kind`` the kind's own
         metrics of its last run too (else the kind pieces it has stay as they are)."""
         name = record.spec.name
-        labels = self._labels.get(name)
-        if labels is None or labels.labels is not record.spec.labels:
-            labels = self._labels[name] = _ProbeLabels(record.spec)
+        labels = self._labels_of(record.spec)
+        prepared = self._prepared.pop(name, None)
+        if prepared is not None and prepared.metrics is not record.last_metrics:
+            prepared = None
         store, registry = self.store, self._registry
         fresh: dict[_Family, str] = {}
+        ready: dict[_Family, tuple[bytes, bytes]] = {}
         for family_name, text in _core_pieces(
             record, labels, store.run_duration_histogram, store.precreate_reasons
         ):
@@ -342,21 +416,30 @@ class Exposition:
                 family = registry.get(metric.name, metric.help, metric.type, metric.unit)
                 if family is None or family.core:
                     continue
+                if prepared is not None:
+                    ready[family] = prepared.pieces[metric.name]
+                    continue
                 lines = _kind_lines(metric, labels)
                 fresh[family] = fresh.get(family, "") + lines
         held = self._held.get(name, ())
         for family in held:
-            if family not in fresh and (kind or family.core):
+            if family not in fresh and family not in ready and (kind or family.core):
                 self._drop(family, name)
-        kept = tuple(f for f in held if f not in fresh and not (kind or f.core))
+        kept = tuple(
+            f for f in held if f not in fresh and f not in ready and not (kind or f.core)
+        )
         for family, text in fresh.items():
             self._put(family, name, text.encode())
-        self._held[name] = kept + tuple(fresh)
+        for family, (data, deflated) in ready.items():
+            self._put(family, name, data, deflated)
+        self._held[name] = kept + tuple(fresh) + tuple(ready)
 
-    def _put(self, family: _Family, name: str, text: bytes) -> None:
+    def _put(self, family: _Family, name: str, text: bytes, deflated: bytes | None = None) -> None:
         if family.text.get(name) == text:
             return
-        if len(text) < _STORE_BELOW:
+        if deflated is not None:
+            family.gz[name] = deflated
+        elif len(text) < _STORE_BELOW:
             family.gz[name] = _stored_block(text)
         else:
             compressor = self._compressor
@@ -376,6 +459,7 @@ class Exposition:
         for family in self._held.pop(name, ()):
             self._drop(family, name)
         self._labels.pop(name, None)
+        self._prepared.pop(name, None)
 
     # -- reading (a scrape) --
 

@@ -15,7 +15,7 @@ import bisect
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 from exporter.config import Config, ProbeSpec
@@ -159,6 +159,9 @@ class ResultStore:
         self.on_record: list[Callable[[ProbeRecord, bool], None]] = []
         self.on_remove: list[Callable[[str], None]] = []
         self.on_reset: list[Callable[[], None]] = []
+        # Awaited with a probe and its scheduled run's metrics before that run is recorded:
+        # the exposition cache renders large results there, off the event loop.
+        self.preparers: list[Callable[[ProbeSpec, tuple[Metric, ...]], Awaitable[None]]] = []
         # Probes whose history keeps its metrics: those a page reads numbers of past runs
         # from (the diagnose sections). Others keep only what the pages show.
         self.keep_metrics: Callable[[ProbeSpec], bool] = lambda spec: False

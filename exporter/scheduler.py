@@ -247,6 +247,9 @@ class Scheduler:
             finally:
                 self.store.in_flight -= 1
             duration = anyio.current_time() - began
+            if trigger == SCHEDULED:
+                for prepare in self.store.preparers:
+                    await prepare(runner.spec, result.metrics)
             run = self.store.record(runner.spec, started_at, duration, result, trigger)
             self._log_transition(runner, result)
             return run

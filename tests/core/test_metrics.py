@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import gzip
 import time
+from typing import Any
 
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
@@ -148,3 +149,60 @@ async def test_escaped_label_values_and_large_counts_pass_promtool() -> None:
     ])
     text = await assert_promtool_clean("fake", [result, result])
     assert 'path="a\\"b\\\\c\\nd"' in text and "1.234567e+06" in text
+
+
+def _large_result(runs: int, pods: int = 1500) -> ProbeResult:
+    """Above OFFLOAD_SAMPLES: two families of ``pods`` samples each, values per run."""
+    phase = Metric("fake_pod_phase", "Phase.", "gauge", tuple(
+        Sample(float((i + runs) % 2), (("namespace", "ns"), ("pod", f"p{i}"), ("phase", "Run")))
+        for i in range(pods)
+    ))
+    restarts = Metric("fake_restarts", "Restarts.", "counter", tuple(
+        Sample(float(runs), (("namespace", "ns"), ("pod", f"p{i}"))) for i in range(pods)
+    ))
+    return ProbeResult.ok([phase, restarts, gauge("fake_value", "V.", float(runs))])
+
+
+def _probe_lines(text: str) -> str:
+    """The exposition without the exporter's self-metrics (load times differ per store)."""
+    return "".join(line for line in text.splitlines(True) if "festivals_exporter_" not in line)
+
+
+async def test_a_large_result_is_rendered_off_the_loop_exactly_as_a_small_one() -> None:
+    from exporter import metrics
+
+    offloaded, inline = _store(TWO), _store(TWO)
+    threads: list[str] = []
+    real = metrics._render_large
+
+    def spy(*args: Any) -> Any:
+        import threading
+
+        threads.append(threading.current_thread().name)
+        return real(*args)
+
+    metrics._render_large = spy  # type: ignore[assignment]
+    try:
+        for run in range(3):  # label strings come from the previous run's cache after the first
+            result = _large_result(run)
+            spec = offloaded.probes["a"].spec
+            for prepare in offloaded.preparers:
+                await prepare(spec, result.metrics)
+            offloaded.record(spec, 1.0, 0.01, result, "schedule")
+            inline.record(inline.probes["a"].spec, 1.0, 0.01, result, "schedule")
+            for variant in (("", ""), ("", "gzip"), (OM, ""), (OM, "gzip")):
+                assert _probe_lines(_text(offloaded, *variant)) == _probe_lines(
+                    _text(inline, *variant)
+                )
+    finally:
+        metrics._render_large = real
+    assert len(threads) == 3 and "MainThread" not in threads
+    text = _text(offloaded)
+    assert 'fake_restarts_total{kind="fake",namespace="ns",pod="p7",probe="a",team="x"} 2.0' in text
+    # A small result after a large one replaces it through the ordinary path.
+    small = ProbeResult.ok([gauge("fake_value", "V.", 9.0)])
+    for prepare in offloaded.preparers:
+        await prepare(offloaded.probes["a"].spec, small.metrics)
+    offloaded.record(offloaded.probes["a"].spec, 1.0, 0.01, small, "schedule")
+    text = _text(offloaded, OM, "gzip")
+    assert "fake_restarts" not in text and 'probe="a",team="x"} 9.0' in text
