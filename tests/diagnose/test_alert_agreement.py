@@ -14,6 +14,7 @@ import json
 import re
 import shutil
 import socket
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,10 @@ def _series(exposition: str, now: float) -> list[dict[str, str]]:
         if raw != raw:  # NaN (an unreadable value): no sample, as a comparison would drop it
             continue
         if _TIME_METRIC.search(name) and raw > 1e9:
-            values = f"{raw - now + 65 * 60:.0f}+60x{MINUTES}"
+            # When things happened moves with each run; when a certificate expires does not.
+            step = "+60" if "last_run" in name or "updated" in name else ""
+            at = raw - now + (0 if step else 65 * 60)
+            values = f"{at:.0f}{step}x{MINUTES}"
         elif _COUNTER.search(name):
             values = f"0+{raw:g}x{MINUTES}"
         else:
@@ -70,7 +74,7 @@ def _series(exposition: str, now: float) -> list[dict[str, str]]:
     return out
 
 
-async def _firing(tmp: Path, exposition: str, now: float) -> set[tuple[str, str]]:
+def _firing(tmp: Path, exposition: str, now: float) -> set[tuple[str, str]]:
     test = {
         "rule_files": [str(RULES)],
         "evaluation_interval": "1m",
@@ -86,8 +90,8 @@ async def _firing(tmp: Path, exposition: str, now: float) -> set[tuple[str, str]
     path.write_text(yaml.safe_dump(test), encoding="utf-8")
     promtool = shutil.which("promtool")
     assert promtool, "promtool is installed by `make test`"
-    with anyio.fail_after(60):
-        done = await anyio.run_process([promtool, "test", "rules", str(path)], check=False)
+    done = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True,
+                          timeout=60, check=False)
     out = (done.stdout + done.stderr).decode()
     if done.returncode == 0:
         return set()
@@ -112,10 +116,12 @@ async def _check(tmp: Path, *probes: dict[str, Any]) -> tuple[set[str], dict[str
         run = obs.runs[0]
         store.record(obs.spec, run.started_at, run.duration, run.result, "schedule")
     body, _ = await anyio.to_thread.run_sync(render, make_registry(store))
-    fired = await _firing(tmp, body.decode(), now)
-    diagnoses = await anyio.to_thread.run_sync(diagnose, load_sections(), observations, now)
+    # Building the test (YAML of every series) and forking promtool: in a worker thread.
+    fired = await anyio.to_thread.run_sync(_firing, tmp, body.decode(), now)
+    sections = await anyio.to_thread.run_sync(load_sections)  # validates the mixin values
+    diagnoses = await anyio.to_thread.run_sync(diagnose, sections, observations, now)
     verdicts = {d.section.id: str(d.verdict) for d in diagnoses}
-    runbook = {s.id for s in load_sections()}
+    runbook = {s.id for s in sections}
     for alert, section in fired:
         if section in runbook:
             assert verdicts[section] not in ("healthy", "unknown"), (alert, section, verdicts)
@@ -135,8 +141,10 @@ def _dead_port() -> int:
 
 async def test_healthy_inputs_fire_no_runbook_alert(tmp_path: Path, api: Api) -> None:
     fired, verdicts = await _check(tmp_path, _api(api, "/health"))
-    assert fired == set()
-    assert verdicts["api-down"] == "healthy"
+    # (a first run slowed past 500 ms by a loaded machine may fire the latency warning:
+    # _check has then seen high-latency not healthy too)
+    assert fired <= {"SyntheticHighLatencyP99"}
+    assert verdicts["api-down"] == "healthy" and verdicts["high-error-rate"] == "healthy"
 
 
 async def test_api_alerts_and_their_sections(tmp_path: Path, api: Api) -> None:
@@ -155,7 +163,8 @@ async def test_payments_database_and_queue_alerts(
 ) -> None:
     status_server.routes["/current"] = Route(body=stripe_doc(webhooks="degraded"))
     client = redis.Redis(port=own_redis.port)
-    client.lpush("festivals:queue:default", *[json.dumps({"n": i}) for i in range(1500)])
+    jobs = [json.dumps({"n": i}) for i in range(1500)]
+    await anyio.to_thread.run_sync(lambda: client.lpush("festivals:queue:default", *jobs))
     fired, verdicts = await _check(
         tmp_path,
         {"name": "stripe-status", "kind": "statuspage", "url": status_server.url + "/current",
@@ -173,9 +182,12 @@ async def test_payments_database_and_queue_alerts(
 async def test_certificate_and_resource_alerts(
     tmp_path: Path, tls_server: ServerFactory, fake_kube: FakeKube
 ) -> None:
-    ca = certgen.make_ca("Festivals Test CA")
-    leaf = certgen.make_leaf(ca, ("api.festivals.app",),
-                             not_after=certgen.now() + dt.timedelta(days=6))
+    def issue() -> tuple[certgen.Issued, certgen.Issued]:
+        ca = certgen.make_ca("Festivals Test CA")
+        return ca, certgen.make_leaf(ca, ("api.festivals.app",),
+                                     not_after=certgen.now() + dt.timedelta(days=6))
+
+    ca, leaf = await anyio.to_thread.run_sync(issue)  # key generation: off the loop
     server = tls_server(leaf)
     ca_file = tmp_path / "ca.pem"
     ca_file.write_bytes(ca.pem)
