@@ -39,9 +39,8 @@ class _Controller(Protocol):
 
 
 def on_demand_enabled(controller: object) -> bool:
-    """Whether on-demand runs are allowed (``--web.enable-lifecycle``)."""
-    return bool(getattr(controller, "lifecycle_enabled", False)
-                or getattr(controller, "enable_lifecycle", False))
+    """Whether on-demand runs are allowed (``--web.enable-lifecycle``, as for ``/probe``)."""
+    return bool(getattr(getattr(controller, "web", None), "enable_lifecycle", False))
 
 
 def sparkline(values: Sequence[float], threshold: float | None = None,

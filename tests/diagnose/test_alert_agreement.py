@@ -27,7 +27,7 @@ import yaml
 from exporter.config import load_config
 from exporter.diagnose import Observation, diagnose, load_sections
 from exporter.diagnose.runner import observe_now
-from exporter.metrics import make_registry, render
+from exporter.metrics import exposition
 from exporter.results import ResultStore
 from tests.diagnose.conftest import Api, write_config
 from tests.diagnose.test_sections import cluster_state, stripe_doc
@@ -111,13 +111,15 @@ async def _check(tmp: Path, *probes: dict[str, Any]) -> tuple[set[str], dict[str
     observations: list[Observation] = await observe_now(config.probes)
     store = ResultStore()
     store.apply_config(config)
+    cache = exposition(store)  # what /metrics serves
     now = time.time()
     for obs in observations:
         run = obs.runs[0]
         store.record(obs.spec, run.started_at, run.duration, run.result, "schedule")
-    body, _ = await anyio.to_thread.run_sync(render, make_registry(store))
+    parts, _ = cache.scrape("")
+    body = b"".join(parts).decode()
     # Building the test (YAML of every series) and forking promtool: in a worker thread.
-    fired = await anyio.to_thread.run_sync(_firing, tmp, body.decode(), now)
+    fired = await anyio.to_thread.run_sync(_firing, tmp, body, now)
     sections = await anyio.to_thread.run_sync(load_sections)  # validates the mixin values
     diagnoses = await anyio.to_thread.run_sync(diagnose, sections, observations, now)
     verdicts = {d.section.id: str(d.verdict) for d in diagnoses}
