@@ -106,3 +106,21 @@ async def test_probes_share_one_tls_context_per_setting(ca_file: Path, tmp_path:
     assert not hasattr(states[0], "__dict__")
     for s in states:
         await s.aclose()
+
+
+@pytest.mark.anyio
+async def test_one_address_metrics_equal_the_general_ones(
+    http_server: Running, https_server: Running, ca_file: Path
+) -> None:
+    from probes import http as kind
+
+    for url in (http_server.url("/ok"), https_server.url("/ok", "https")):
+        config = HttpConfig.model_validate({"url": url, "ca_file": str(ca_file)})
+        att = await kind._attempt(
+            config, await HttpState().ssl_context(config), "127.0.0.1", {}, 0.001,
+            anyio.current_time() + 3,
+        )
+        assert att.status == 200, att.detail
+        fast = kind._metrics(config, [att], 0.001)
+        assert fast == list(kind._general_metrics(config, [att], 0.001))
+        assert len(fast) == (13 if url.startswith("https") else 11)
