@@ -9,6 +9,9 @@ Each connection is opened for one request (``Connection: close``) and closed whe
 response is done, so every run measures a fresh connect and handshake. Bytes that cannot be
 the start of an HTTP response raise :class:`NotHttp` as soon as they arrive, not when the
 peer hangs up or the timeout ends the wait.
+
+asyncio streams, so anyio's asyncio backend only (the daemon's, on uvloop or the default
+loop); the caller's cancel scopes bound every await here.
 """
 
 from __future__ import annotations
