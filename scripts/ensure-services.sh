@@ -13,6 +13,9 @@ pkg_installed postgresql-contrib || ls /usr/share/postgresql/*/extension/pg_stat
 have pgbouncer || need+=(pgbouncer)
 have promtool || need+=(prometheus)
 have amtool || need+=(prometheus-alertmanager)
+# the end-to-end alerting test (tests/e2e) runs a real Prometheus and Alertmanager
+have prometheus || need+=(prometheus)
+have prometheus-alertmanager || need+=(prometheus-alertmanager)
 have chromium || need+=(chromium)
 have prometheus-redis-exporter || need+=(prometheus-redis-exporter)
 have openssl || need+=(openssl)  # tests/probes_tls make certificates as users do
