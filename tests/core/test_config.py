@@ -224,6 +224,15 @@ def test_an_error_says_where_a_defaulted_value_came_from() -> None:
     ]
 
 
+def test_a_kind_default_interval_is_named_as_the_source() -> None:
+    errors = _errors("global: {default_timeout: 90s}\n"
+                     "probes:\n  - {name: s, kind: statuspage, url: 'https://x.test'}\n")
+    assert errors == [
+        "probes[0]: timeout 90s (from global.default_timeout) must be less than interval "
+        "60s (from the statuspage kind's default); set timeout on the probe"
+    ]
+
+
 def test_a_static_label_colliding_with_a_kind_sample_label_names_both() -> None:
     errors = _errors(
         "probes:\n  - {name: k8s, kind: kubernetes, labels: {namespace: prod}}\n"

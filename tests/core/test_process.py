@@ -131,6 +131,9 @@ def test_sighup_with_bad_config_keeps_running_then_good_config_applies(
     pytest.param("probes:\n  - {name: a, kind: fake, explode: true}\n", id="a bug while loading"),
     pytest.param("probes: " + "[" * 500 + "]" * 500 + "\n", id="500 nested lists"),
     pytest.param("a: &a [" + ",".join(["*b"] * 3) + "]\n", id="alias to nothing"),
+    pytest.param("probes:\n  - {name: a, kind: fake, "
+                 + ", ".join(f"k{i}: 1" for i in range(20_000)) + "}\n",
+                 id="20,000 unknown keys"),
 ])
 def test_any_failure_while_reloading_keeps_the_old_config_and_the_process(
     exporter: Exporter, bad: str
@@ -142,6 +145,7 @@ def test_any_failure_while_reloading_keeps_the_old_config_and_the_process(
     assert 'probe="alpha"' in body
     reload = httpx.post(exporter.url + "/-/reload", timeout=5)
     assert reload.status_code == 400
+    assert len(reload.text.splitlines()) <= 102, reload.text[-500:]  # 100, then the count
     runs = _runs_of(exporter, "alpha")
     deadline = time.monotonic() + 10
     while _runs_of(exporter, "alpha") < runs + 2:  # the old config keeps running
@@ -151,6 +155,7 @@ def test_any_failure_while_reloading_keeps_the_old_config_and_the_process(
     assert code == 0
     assert '"msg": "config reload failed, keeping the running config"' in stderr
     assert "Traceback" not in stderr
+    assert stderr.count("config reload failed") <= 2 * 101
 
 
 def _runs_of(exporter: Exporter, name: str) -> int:
