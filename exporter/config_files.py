@@ -6,6 +6,7 @@ needs no code of its own for redaction or for ``check-config``'s file checks.
 
 from __future__ import annotations
 
+import glob
 import os
 import stat
 from collections.abc import Iterator
@@ -90,7 +91,8 @@ def secret_files(settings: BaseModel) -> tuple[Path, ...]:
 
 def check_files(settings: BaseModel, path: str) -> list[str]:
     """One error per file the settings name that is missing or unreadable: secret files,
-    kubeconfigs, CA bundles, certificates and keys (every ``Path`` field)."""
+    kubeconfigs, CA bundles, certificates and keys (every ``Path`` field), and per
+    certificate glob that matches nothing."""
     errors: list[str] = []
     for where, model in _models(settings, path):
         for name in _plan(type(model)).paths:
@@ -99,6 +101,14 @@ def check_files(settings: BaseModel, path: str) -> list[str]:
                 problem = _file_problem(value)
                 if problem:
                     errors.append(f"{where}.{name}: {problem}")
+        # Certificate files given as globs (the tls kind's ``files``): one must match.
+        patterns = getattr(model, "files", None) if "files" in type(model).model_fields else None
+        if isinstance(patterns, list | tuple):
+            for index, pattern in enumerate(patterns):
+                if isinstance(pattern, str) and next(
+                    glob.iglob(pattern, recursive=True), None
+                ) is None:
+                    errors.append(f"{where}.files[{index}]: no file matches {pattern}")
     return errors
 
 

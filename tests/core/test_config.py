@@ -301,7 +301,7 @@ def test_a_probe_identity_is_its_own_settings_not_the_file_secrets() -> None:
 
 
 def test_check_files_reports_missing_secret_ca_and_kubeconfig_files(tmp_path: Path) -> None:
-    present = tmp_path / "pw"
+    present = tmp_path / "db.pw"
     present.write_text("secret")
     text = textwrap.dedent(f"""
         probes:
@@ -310,8 +310,9 @@ def test_check_files_reports_missing_secret_ca_and_kubeconfig_files(tmp_path: Pa
           - {{name: api, kind: http, url: 'https://x.test/', ca_file: {tmp_path / 'ca.pem'}}}
           - {{name: k8s, kind: kubernetes, kubeconfig: {tmp_path / 'kubeconfig'}}}
           - {{name: dir, kind: redis, url: 'redis://127.0.0.1:6379', password_file: {tmp_path}}}
+          - {{name: certs, kind: tls, files: ['{tmp_path}/*.pw', '{tmp_path}/*.crt']}}
     """)
-    assert len(parse_config(text).probes) == 5  # the daemon does not check: the run reports
+    assert len(parse_config(text).probes) == 6  # the daemon does not check: the run reports
     errors = _errors(text, check_files=True)
     assert errors == [
         f"probes[0].password_file: cannot read {tmp_path / 'absent-pw'}: "
@@ -320,6 +321,7 @@ def test_check_files_reports_missing_secret_ca_and_kubeconfig_files(tmp_path: Pa
         f"probes[3].kubeconfig: cannot read {tmp_path / 'kubeconfig'}: "
         "No such file or directory",
         f"probes[4].password_file: {tmp_path} is not a regular file",
+        f"probes[5].files[1]: no file matches {tmp_path}/*.crt",
     ]
 
 
