@@ -227,12 +227,21 @@ class Scheduler:
     async def _loop(self, runner: _Runner) -> None:
         spec = runner.spec
         with runner.scope:
-            next_at = anyio.current_time() + start_offset(spec.name, spec.interval, self.spread)
+            start = anyio.current_time()
+            next_at = start + start_offset(spec.name, spec.interval, self.spread)
+            # After the first run, the probe keeps a phase of its own over the whole
+            # interval: thousands of probes whose first runs were packed into
+            # start_spread would otherwise stay packed, in bursts, forever.
+            phase = start + start_offset(spec.name, spec.interval, spec.interval)
+            if phase - next_at < spec.interval / 2:
+                phase += spec.interval
+            first = True
             while True:
                 await anyio.sleep_until(next_at)
                 self.store.lag.observe(max(0.0, anyio.current_time() - next_at))
                 await self._run_once(runner, trigger=SCHEDULED)
-                next_at += spec.interval
+                next_at = phase if first else next_at + spec.interval
+                first = False
                 behind = anyio.current_time() - next_at
                 if behind > 0:  # the run overran: skip the ticks it covered, never overlap
                     next_at += math.ceil(behind / spec.interval) * spec.interval

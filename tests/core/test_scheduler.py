@@ -201,3 +201,23 @@ async def test_hundreds_of_probes_start_without_a_long_loop_step() -> None:
         assert store.recent(5) and len(store.recent(500)) <= 200
         await scheduler.stop()
     # The autouse fixture fails this test on any loop step above its limit.
+
+
+async def test_later_runs_spread_over_the_whole_interval() -> None:
+    # First runs packed into start_spread (0.1 s); later runs keep their own phase over
+    # the whole interval, so a large fleet does not stay in bursts.
+    store = ResultStore()
+    probes = "".join(
+        f"  - {{name: p{i}, kind: fake, interval: 1s, timeout: 0.5s}}\n" for i in range(20)
+    )
+    async with anyio.create_task_group() as tg:
+        scheduler = Scheduler(store, tg)
+        await scheduler.apply(_config(probes, spread="0.1s"))
+        await _wait_for(lambda: all(r.runs >= 2 for r in store.probes.values()))
+        await scheduler.stop()
+    firsts = [min(run.started_at for run in r.history) for r in store.probes.values()]
+    seconds = [sorted(run.started_at for run in r.history)[1] for r in store.probes.values()]
+    assert max(firsts) - min(firsts) < 0.3
+    assert max(seconds) - min(seconds) > 0.5
+    for first, second in zip(firsts, seconds, strict=True):
+        assert 0.45 <= second - first <= 1.6
