@@ -206,3 +206,14 @@ async def test_a_large_result_is_rendered_off_the_loop_exactly_as_a_small_one() 
     offloaded.record(offloaded.probes["a"].spec, 1.0, 0.01, small, "schedule")
     text = _text(offloaded, OM, "gzip")
     assert "fake_restarts" not in text and 'probe="a",team="x"} 9.0' in text
+
+
+def test_gzip_only_scrapes_keep_no_joined_text_and_plain_ones_still_work() -> None:
+    store = _store(TWO)
+    _record(store, "a", ProbeResult.ok([gauge("fake_value", "V.", 1.0)]))
+    gz = _text(store, OM, "gzip")
+    cache = exposition(store)
+    assert all(f.joined is None for f in cache._registry.families.values())
+    assert _text(store, OM) == gz  # built when first asked for
+    _record(store, "b", ProbeResult.ok([gauge("fake_value", "V.", 3.0)]))
+    assert _text(store, OM, "gzip") == _text(store, OM)
