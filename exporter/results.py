@@ -130,7 +130,17 @@ def _slim(run: RunRecord, previous: RunRecord | None, keep_metrics: bool) -> Run
             detail = previous.result.detail
         if tables == previous.result.tables:
             tables = previous.result.tables
-    metrics = result.metrics if keep_metrics else ()
+    metrics: tuple[Metric, ...] = ()
+    if keep_metrics:
+        metrics = result.metrics
+        if previous is not None and previous.result.metrics:
+            # Families equal to the previous run's are shared with it, so a kubernetes probe
+            # over thousands of pods keeps one copy of its stable families (phases,
+            # restarts, limits), not one per kept run.
+            before = {metric.name: metric for metric in previous.result.metrics}
+            metrics = tuple(
+                before[m.name] if before.get(m.name) == m else m for m in metrics
+            )
     slim = ProbeResult(result.success, result.reason, metrics, detail, tables)
     return replace(run, result=slim)
 

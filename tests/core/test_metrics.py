@@ -217,3 +217,15 @@ def test_gzip_only_scrapes_keep_no_joined_text_and_plain_ones_still_work() -> No
     assert _text(store, OM) == gz  # built when first asked for
     _record(store, "b", ProbeResult.ok([gauge("fake_value", "V.", 3.0)]))
     assert _text(store, OM, "gzip") == _text(store, OM)
+
+
+def test_kept_runs_share_the_families_that_did_not_change() -> None:
+    store = _store(TWO)
+    store.keep_metrics = lambda spec: True  # as for a probe a diagnose page reads
+    for run in range(5):
+        result = _large_result(0)  # equal every run, new objects every run
+        moving = gauge("fake_value", "V.", float(run))
+        _record(store, "a", ProbeResult.ok([*result.metrics[:2], moving]))
+    kept = [run.result.metrics for run in store.probes["a"].history]
+    assert all(m[0] is kept[0][0] and m[1] is kept[0][1] for m in kept)  # one copy
+    assert [m[2].samples[0].value for m in kept] == [4.0, 3.0, 2.0, 1.0, 0.0]  # not shared
