@@ -16,11 +16,30 @@ from exporter.diagnose.read import (
     samples,
     value,
 )
+from probes.base import ProbeResult
 
 _TERMINATE_IDLE = (
     "psql -U festivals -c \"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
     "WHERE state = 'idle' AND query_start < NOW() - INTERVAL '{minutes} minutes';\""
 )
+# With the pids the probe saw (its idle-sessions table), so the responder ends exactly
+# those; `state = 'idle'` again, so a session that woke up since is left alone.
+_TERMINATE_PIDS = (
+    "psql -U festivals -c \"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+    "WHERE state = 'idle' AND pid IN ({pids});\""
+)
+
+
+# The postgres probe's table title (probes.postgres.sql.IDLE_SESSIONS_TITLE; not imported,
+# which would load psycopg into every exporter; a test checks they agree).
+IDLE_SESSIONS_TITLE = "Idle sessions past idle_threshold (oldest first)"
+
+
+def _idle_pids(result: ProbeResult) -> list[str]:
+    rows = dict(result.tables).get(IDLE_SESSIONS_TITLE, ())
+    return [row[0] for row in rows[1:] if row and row[0].isdigit()]
+
+
 _PG_DOWN = {
     "refused": ("PostgreSQL refuses connections: not running or not listening",
                 "kubectl exec -it postgres-0 -n festivals -- pg_isready"),
@@ -65,8 +84,11 @@ def _postgres(f: Findings, obs: Observation) -> None:
     ratio = value(run.result, "pg_connections_used_ratio") or 0
     idle = value(run.result, "pg_stat_activity_idle_over_threshold")
     threshold_s = float(getattr(obs.spec.settings, "idle_threshold", 600.0))
+    oldest_idle = value(run.result, "pg_stat_activity_oldest_idle_seconds")
     idle_text = (f", {count(idle)} idle for more than {duration(threshold_s)}"
                  if idle is not None else "")
+    if idle and oldest_idle:
+        idle_text += f", the oldest idle {duration(oldest_idle)}"
     level = f.breach(alert) if ratio > limit else "ok"
     f.add(name, "connections_used_ratio", f"connections {count(used)} of "
           f"{count(usable)} usable ({percent(ratio)}, threshold {percent(limit)}){idle_text}",
@@ -80,10 +102,13 @@ def _postgres(f: Findings, obs: Observation) -> None:
     if refused or level != "ok":
         minutes = max(1, round(threshold_s / 60))
         who = f"{count(idle)} idle session(s)" if idle else "idle sessions"
-        f.cause("PostgreSQL refuses new clients: at max_connections" if refused else
-                f"connection slots nearly exhausted; {who} hold slots",
+        pids = _idle_pids(run.result)
+        step = (_TERMINATE_PIDS.format(pids=", ".join(pids)) + f"  # the {len(pids)} oldest"
+                f" idle for more than {duration(threshold_s)}" if pids else
                 _TERMINATE_IDLE.format(minutes=minutes) + f"  # would end {who} older "
-                f"than {duration(threshold_s)}", name)
+                f"than {duration(threshold_s)}")
+        f.cause("PostgreSQL refuses new clients: at max_connections" if refused else
+                f"connection slots nearly exhausted; {who} hold slots", step, name)
     stuck = value(run.result, "pg_stat_activity_idle_in_transaction_over_threshold")
     if stuck:
         limit_s = float(getattr(obs.spec.settings, "idle_in_transaction_threshold", 60.0))

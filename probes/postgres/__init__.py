@@ -220,6 +220,7 @@ async def _run(
                 "idle_tx": config.idle_in_transaction_threshold,
                 "qlen": config.query_text_length,
                 "n": config.top_queries,
+                "idle_n": q.IDLE_SESSIONS_LIMIT,
             },
         )
         row = await cur.fetchone()
@@ -244,6 +245,7 @@ async def _run(
     _remember_own(state, doc.get("own_query_id"))
     out.add(*q.activity_metrics(doc))
     out.tables.append(q.activity_table(doc))
+    out.tables.append(q.idle_sessions_table(doc))
     monitor = bool(doc["monitor"])
     out.add(gauge("pg_role_pg_monitor",
                   "1 if the probe's role has pg_monitor (or is superuser), else 0.",

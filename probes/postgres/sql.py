@@ -71,6 +71,12 @@ SELECT json_build_object(
                WHERE state = 'idle' AND idle_age > %(idle)s::float8),
   'idle_tx_old', (SELECT count(*) FROM o
                   WHERE state LIKE 'idle in transaction%%' AND state_age > %(idle_tx)s::float8),
+  'idle_oldest', (SELECT coalesce(max(idle_age), 0) FROM o WHERE state = 'idle'),
+  -- the sessions the runbook's pg_terminate_backend would end, oldest first (bounded)
+  'idle_sessions', (SELECT json_agg(t) FROM (
+            SELECT pid, datname, usename, idle_age AS seconds
+            FROM o WHERE state = 'idle' AND idle_age > %(idle)s::float8
+            ORDER BY idle_age DESC LIMIT %(idle_n)s::int) t),
   'max_query', (SELECT coalesce(max(query_age), 0) FROM o WHERE state = 'active'),
   'max_tx', (SELECT coalesce(max(xact_age), 0) FROM o WHERE xact_age IS NOT NULL),
   'top', (SELECT json_agg(t) FROM (
@@ -84,6 +90,8 @@ SELECT json_build_object(
 """
 
 TOP_QUERIES_TITLE = "Longest-running queries (state != 'idle')"
+IDLE_SESSIONS_TITLE = "Idle sessions past idle_threshold (oldest first)"
+IDLE_SESSIONS_LIMIT = 20  # rows of that table: enough for a terminate command line
 
 
 
@@ -292,6 +300,11 @@ def activity_metrics(doc: Mapping[str, Any]) -> list[Metric]:
             float(doc["idle_old"]),
         ),
         gauge(
+            "pg_stat_activity_oldest_idle_seconds",
+            "How long the longest-idle session has been idle (0 if none)." + excl,
+            float(doc.get("idle_oldest") or 0),
+        ),
+        gauge(
             "pg_stat_activity_idle_in_transaction_over_threshold",
             "Sessions idle in transaction (or aborted) longer than idle_in_transaction_threshold."
             + excl,
@@ -324,6 +337,17 @@ def activity_table(doc: Mapping[str, Any]) -> tuple[str, tuple[tuple[str, ...], 
             )
         )
     return (TOP_QUERIES_TITLE, tuple(rows))
+
+
+def idle_sessions_table(doc: Mapping[str, Any]) -> tuple[str, tuple[tuple[str, ...], ...]]:
+    """The idle sessions past ``idle_threshold`` (pids for the runbook's terminate step)."""
+    rows: list[tuple[str, ...]] = [("pid", "idle seconds", "datname", "user")]
+    for r in doc.get("idle_sessions") or []:
+        rows.append(
+            (str(r["pid"]), f"{float(r['seconds'] or 0):.0f}", str(r["datname"] or ""),
+             str(r["usename"] or ""))
+        )
+    return (IDLE_SESSIONS_TITLE, tuple(rows))
 
 
 def statements_metrics(

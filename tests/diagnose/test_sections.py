@@ -194,6 +194,39 @@ def test_database_failing_at_max_connections(capsys: Cap, tmp_path: Path,
         steps(sec))
 
 
+def test_database_nearly_exhausted_names_the_idle_pids_to_end(
+        capsys: Cap, tmp_path: Path, pg_small: Cluster) -> None:
+    """The runbook's step 1, with the pids it would end: those idle past the threshold."""
+    admin_sql(pg_small, "CREATE ROLE fe_monitor LOGIN PASSWORD 'mon-Pw-1'",
+              "GRANT pg_monitor TO fe_monitor", "CREATE ROLE app LOGIN PASSWORD 'app-Pw-1'")
+    held = [psycopg.connect(host="127.0.0.1", port=pg_small.port, user="app",
+                            password="app-Pw-1", dbname="postgres", autocommit=True)
+            for _ in range(4)]  # 4 of the 5 ordinary slots; the probe takes the last
+    try:
+        time.sleep(0.5)
+        probe = pg_probe(pg_small, user="fe_monitor", password="mon-Pw-1",
+                         idle_threshold="300ms", check_new_client=False)
+        code, doc = diagnose(capsys, write_config(tmp_path, probe), "database-issues")
+        pids = sorted(conn.info.backend_pid for conn in held)
+    finally:
+        for conn in held:
+            conn.close()
+    sec = section(doc, "database-issues")
+    assert (code, sec["verdict"]) == (2, "failing"), sec
+    assert "4 idle for more than 300 ms, the oldest idle" in texts(sec)
+    step = steps(sec)
+    assert "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE state = 'idle'" in step
+    listed = step.split("pid IN (", 1)[1].split(")", 1)[0]
+    assert sorted(int(pid) for pid in listed.split(", ")) == pids
+
+
+def test_the_idle_sessions_table_title_is_the_probes() -> None:
+    from exporter.diagnose import checks_infra
+    from probes.postgres import sql
+
+    assert checks_infra.IDLE_SESSIONS_TITLE == sql.IDLE_SESSIONS_TITLE
+
+
 def test_database_failing_refused(capsys: Cap, tmp_path: Path) -> None:
     probe = {"name": "festivals-db", "kind": "postgres", "host": "127.0.0.1",
              "port": dead_port(), "user": "postgres"}

@@ -9,7 +9,7 @@ import pytest
 
 from probes.base import ProbeResult, Reason
 from probes.postgres import KIND, PostgresState
-from probes.postgres.sql import TOP_QUERIES_TITLE
+from probes.postgres.sql import IDLE_SESSIONS_LIMIT, IDLE_SESSIONS_TITLE, TOP_QUERIES_TITLE
 from tests.probes_postgres._cluster import SUPERUSER_PASSWORD, Cluster
 from tests.probes_postgres.helpers import (
     admin,
@@ -328,6 +328,14 @@ async def test_sessions_that_never_ran_a_query_count_as_idle(pg_shared: Cluster)
         result = await run_once(KIND, config)
         assert result.success, result.detail
         assert value(result, "pg_stat_activity_idle_over_threshold") >= 10
+        oldest = value(result, "pg_stat_activity_oldest_idle_seconds")
+        assert oldest is not None and oldest >= 0.3
+        # The table names the pids the runbook's pg_terminate_backend step would end.
+        table = dict(result.tables)[IDLE_SESSIONS_TITLE]
+        ages = [float(age) for _pid, age, _db, _user in table[1:]]
+        assert ages == sorted(ages, reverse=True) and len(ages) <= IDLE_SESSIONS_LIMIT
+        pids = {int(pid) for pid, _age, db, _user in table[1:] if db == "t_unused"}
+        assert pids == {c.info.backend_pid for c in spare}
     finally:
         for c in spare:
             await c.close()
