@@ -41,6 +41,9 @@ class ResolveError(Exception):
     """The name did not resolve to a usable address (reason ``dns``)."""
 
 
+# Cached: parsing an address with ipaddress costs microseconds, every run asks again about
+# the same few hosts and addresses.
+@functools.lru_cache(maxsize=16384)
 def is_ip_literal(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
@@ -49,6 +52,7 @@ def is_ip_literal(host: str) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=16384)
 def ip_version(address: str) -> int:
     return ipaddress.ip_address(address).version
 
