@@ -38,6 +38,9 @@ TICK = os.sysconf("SC_CLK_TCK")
 FAILURES: list[str] = []
 COMMAND = ".venv/bin/python -m bench http"
 
+# backlog: on a loaded 2-core machine nginx is sometimes off the CPU for a while, and 667
+# connects a second overflow the default 511-entry accept queue (SYNs dropped, probes time
+# out on either side).
 NGINX_CONF = """
 worker_processes 1;
 daemon off;
@@ -49,7 +52,7 @@ http {{
   client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy;
   fastcgi_temp_path {tmp}/fcgi; uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
   server {{
-    listen 127.0.0.1:{port};
+    listen 127.0.0.1:{port} backlog=4096;
     location / {{ default_type application/json; return 200 '{{"status": "ok"}}'; }}
   }}
 }}
@@ -143,15 +146,21 @@ def _process(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
 
 
 _RUNS_RE = re.compile(rb"^probe_runs_total\{[^}]*\} ([0-9.e+]+)$", re.MULTILINE)
-_FAILS_RE = re.compile(rb"^probe_failures_total\{[^}]*\} ([0-9.e+]+)$", re.MULTILINE)
+_FAILS_RE = re.compile(
+    rb'^probe_failures_total\{[^}]*reason="([a-z_]+)"[^}]*\} ([0-9.e+]+)$', re.MULTILINE
+)
+REASONS: dict[str, float] = {}
 
 
 def _runs(port: int) -> tuple[float, float]:
-    """(runs, failed runs) so far, summed over every probe."""
+    """(runs, failed runs) so far, summed over every probe; ``REASONS`` by reason."""
     status, body = _get(f"http://127.0.0.1:{port}/metrics", timeout=120)
     assert status == 200, status
     runs = sum(float(v) for v in _RUNS_RE.findall(body))
-    return runs, sum(float(v) for v in _FAILS_RE.findall(body))
+    REASONS.clear()
+    for reason, value in _FAILS_RE.findall(body):
+        REASONS[reason.decode()] = REASONS.get(reason.decode(), 0.0) + float(value)
+    return runs, sum(REASONS.values())
 
 
 def _timeout(sc: Scenario) -> float:
@@ -265,6 +274,8 @@ def _scenario(tmp: Path, target: str, sc: Scenario) -> list[dict[str, Any]]:
         print(f"  {sc.label}: ours {ours[-1][0]:.3f} ms, blackbox {peer[-1][0]:.3f} ms "
               f"CPU per probe; RSS {ours[-1][1]:.0f} / {peer[-1][1]:.0f} MB; failed "
               f"{ours[-1][2]:.1%} / {peer[-1][2]:.1%}", flush=True)
+        if ours[-1][2] > 0.01:
+            print(f"  ours failed by reason since start: {REASONS}", flush=True)
     cpu_ours, cpu_peer = _mean([o[0] for o in ours]), _mean([p[0] for p in peer])
     rows: list[dict[str, Any]] = [
         {
