@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+WHEELHOUSE := $(VENV)/wheelhouse
 PYTEST_WORKERS ?= 4
 
 .PHONY: run test lint typecheck unit services bench clean generate
@@ -14,6 +15,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
+
+## The wheels of the project's dependencies and build backend: the image test replays the
+## Dockerfile's pip steps from them, so the test suite itself never reaches an index.
+$(WHEELHOUSE)/.stamp: $(STAMP)
+	bash scripts/wheelhouse.sh $(WHEELHOUSE) $(BIN)/python
+	touch $@
 
 run: $(STAMP)
 	$(BIN)/festivals-exporter run --config.file=exporter/demo.yaml --web.enable-lifecycle
@@ -31,7 +38,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) $(WHEELHOUSE)/.stamp
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 test: services lint unit

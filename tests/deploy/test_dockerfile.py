@@ -32,6 +32,8 @@ TEXT = (ROOT / "Dockerfile").read_text()
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 NOBODY = 65534
 # The venv's interpreter must be one an unprivileged uid can run (not one under /root).
+# Filled by the Makefile (`pip download`) before the tests run: nothing here reaches an index.
+WHEELHOUSE = ROOT / ".venv" / "wheelhouse"
 _BASE_PYTHON = shutil.which("python3.11", path="/usr/local/bin:/usr/bin") or sys.executable
 
 
@@ -108,6 +110,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def installed() -> Iterator[Path]:
     """The build stage's RUN steps, replayed: /src, /wheels and /opt/venv in a temp dir."""
+    if not (WHEELHOUSE / ".stamp").exists():
+        pytest.skip(f"no wheelhouse at {WHEELHOUSE}: `make test` downloads it before the tests")
     _, stages = dockerfile.parse(TEXT)
     build = stages[0]
     base = Path(tempfile.mkdtemp(prefix="festivals-image-", dir="/tmp"))
@@ -130,10 +134,13 @@ def installed() -> Iterator[Path]:
             # The same commands, but for speed (a minute of CPU on this machine): the pip
             # cache stays on and nothing is byte-compiled, which the image does to start
             # faster, not to work.
+            # Offline: the wheels come from the wheelhouse `make test` downloads first.
+            offline = f"--no-index --find-links {WHEELHOUSE} "
             command = (ins.args.replace("/opt/venv", str(base / "venv"))
                        .replace("/wheels", str(base / "wheels"))
                        .replace("--no-cache-dir ", "")
-                       .replace("pip install ", "pip install --no-compile ")
+                       .replace("pip install ", "pip install --no-compile " + offline)
+                       .replace("pip wheel ", "pip wheel " + offline)
                        .replace("python -m venv", f"{_BASE_PYTHON} -m venv"))
             command = re.sub(r"&& \S+ -m compileall .*?(?=&&|$)", "", command)
             # At the lowest priority: a minute of pip must not starve the timing-sensitive
