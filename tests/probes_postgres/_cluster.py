@@ -136,12 +136,21 @@ class Cluster:
         return [master, *(int(p) for p in out.stdout.split())]
 
     def pause(self) -> None:
-        for pid in self.pids():
-            os.kill(pid, signal.SIGSTOP)
+        self._signal(signal.SIGSTOP)
 
     def resume(self) -> None:
-        for pid in self.pids():
-            os.kill(pid, signal.SIGCONT)
+        self._signal(signal.SIGCONT)
+
+    def _signal(self, signum: int) -> None:
+        # The postmaster first: stopped, it forks no new backend. A child listed a moment
+        # ago may have exited since (a backend whose client just left): nothing to signal.
+        master, *children = self.pids()
+        os.kill(master, signum)
+        for pid in children:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
 
     def admin_dsn(self, dbname: str = "postgres") -> str:
         """Superuser over the unix socket (trust)."""
