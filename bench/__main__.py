@@ -1,8 +1,9 @@
 """``make bench``: run every benchmark module ``bench/bench_*.py`` (its ``main()``).
 
 Each module's ``main()`` returns its rows (see ``bench/report.py``); this runner prints
-them and writes the whole table to ``docs/performance.md``. ``python -m bench http redis``
-runs only those modules and leaves the file alone unless ``--write`` is given.
+them, keeps each module's latest rows in ``docs/performance.json`` and writes the whole
+table to ``docs/performance.md``. ``make bench ARGS="http redis"`` runs only those
+modules and replaces only their rows (each row says when it was measured).
 """
 
 from __future__ import annotations
@@ -13,17 +14,16 @@ import sys
 import traceback
 from pathlib import Path
 
-from bench.report import Row, as_rows, print_rows, render
+from bench.report import as_rows, load_rows, print_rows, render, save_rows
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOC, DATA = DOCS / "performance.md", DOCS / "performance.json"
 
 
 def main() -> int:
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    write = "--write" in sys.argv or not args
-    wanted = set(args)
+    wanted = {a for a in sys.argv[1:] if not a.startswith("--")}
     here = Path(__file__).parent
-    rows: list[Row] = []
+    by_module = load_rows(DATA)
     failed: list[str] = []
     for module_info in sorted(pkgutil.iter_modules([str(here)]), key=lambda m: m.name):
         if not module_info.name.startswith("bench_"):
@@ -39,10 +39,10 @@ def main() -> int:
             failed.append(module_info.name)
             continue
         print_rows(got)
-        rows.extend(got)
-    if write:
-        DOC.write_text(render(rows))
-        print(f"wrote {DOC}")
+        by_module[module_info.name] = got
+        save_rows(DATA, by_module)  # after each module: a later failure loses nothing
+    DOC.write_text(render(by_module))
+    print(f"wrote {DOC}")
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
         return 1

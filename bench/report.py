@@ -8,11 +8,12 @@ anything on a noisy machine.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ class Row:
     goal: str = ""
     met: bool | None = None
     command: str = ""
+    measured: str = ""  # "YYYY-MM-DD HH:MM UTC at <commit>", set by the runner
 
     @property
     def ratio(self) -> float | None:
@@ -41,15 +43,29 @@ class Row:
 
 
 def as_rows(items: Iterable[Row | Mapping[str, Any]] | None) -> list[Row]:
-    """Accept rows or dicts (a bench module need not import this one)."""
+    """Accept rows or dicts (a bench module need not import this one), stamped with when
+    and at which commit they were measured."""
     names = {f.name for f in fields(Row)}
+    stamp = f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC at {_git_head()}"
     out: list[Row] = []
     for item in items or ():
-        if isinstance(item, Row):
-            out.append(item)
-        else:
-            out.append(Row(**{k: v for k, v in item.items() if k in names}))
+        row = item if isinstance(item, Row) else Row(
+            **{k: v for k, v in item.items() if k in names}
+        )
+        out.append(row if row.measured else replace(row, measured=stamp))
     return out
+
+
+def load_rows(path: Path) -> dict[str, list[Row]]:
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text())
+    return {module: as_rows(rows) for module, rows in data.items()}
+
+
+def save_rows(path: Path, by_module: Mapping[str, list[Row]]) -> None:
+    data = {module: [asdict(row) for row in rows] for module, rows in sorted(by_module.items())}
+    path.write_text(json.dumps(data, indent=1) + "\n")
 
 
 def _number(value: float | None, unit: str = "") -> str:
@@ -84,8 +100,8 @@ def _git_head() -> str:
         return "unknown"
 
 
-def render(rows: list[Row]) -> str:
-    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+def render(by_module: Mapping[str, list[Row]]) -> str:
+    rows = [row for module in sorted(by_module) for row in by_module[module]]
     lines = [
         "# Performance",
         "",
@@ -94,10 +110,10 @@ def render(rows: list[Row]) -> str:
         "sides alternating, because this machine is shared and noisy: compare ratios, not",
         "absolute figures, across runs. Lower is better unless the goal says otherwise.",
         "",
-        f"Measured {when} at commit `{_git_head()}` on {_machine()}.",
+        f"Machine: {_machine()}. The raw rows are in `performance.json`.",
         "",
-        "| scenario | ours | peer | ratio | goal | met | command |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| scenario | ours | peer | ratio | goal | met | command | measured |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         peer = f"{_number(row.peer, row.unit)} ({row.peer_name})" if row.peer is not None else "-"
@@ -106,7 +122,7 @@ def render(rows: list[Row]) -> str:
         command = f"`{row.command}`" if row.command else ""
         lines.append(
             f"| {row.scenario} | {_number(row.ours, row.unit)} | {peer} | {ratio} "
-            f"| {row.goal or '-'} | {met} | {command} |"
+            f"| {row.goal or '-'} | {met} | {command} | {row.measured} |"
         )
     return "\n".join(lines) + "\n"
 
