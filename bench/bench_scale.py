@@ -296,7 +296,7 @@ def _run() -> list[dict[str, Any]]:
         print(f"  loop stalls > 20 ms in the window: {len(stalls)}, max {max_stall * 1000:.0f} ms")
         print(f"  reload {reload_seconds:.2f} s: {reset} reset, {moved} rescheduled of {others}")
 
-        def row(scenario: str, ours: float, unit: str, goal: str, met: bool) -> None:
+        def row(scenario: str, ours: float, unit: str, goal: str, met: bool | None) -> None:
             rows.append({"scenario": scenario, "ours": ours, "unit": unit, "peer": None,
                          "goal": goal, "met": met, "command": COMMAND})
 
@@ -309,8 +309,9 @@ def _run() -> list[dict[str, Any]]:
         row(f"{n}: RSS", rss, "MiB", "<= 250 MB", rss * 1.048576 <= 250)
         row(f"{n}: /metrics p99 (OpenMetrics, gzip, every 1 s)", p99 * 1000, "ms",
             "<= 50 ms", p99 <= 0.05)
+        # No goal: Prometheus asks for gzip; the uncompressed figure is for context.
         row(f"{n}: /metrics p99 (text, uncompressed)", _pct(plain, 0.99) * 1000, "ms",
-            "-", _pct(plain, 0.99) <= 0.05)
+            "", None)
         row(f"{n}: longest event-loop stall while scraped", max_stall * 1000, "ms",
             "<= 50 ms", max_stall <= 0.05)
         row(f"{n}: start-up to /-/ready", startup, "s", "<= 10 s", startup <= 10)
