@@ -8,7 +8,6 @@ Starts its own redis-server and Debian's ``prometheus-redis-exporter`` (with
 from __future__ import annotations
 
 import os
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -19,6 +18,7 @@ import anyio
 import httpx
 from redis.asyncio import Redis
 
+from bench.peers import free_port, wait_port
 from bench.report import Row
 from probes.redis import KIND
 from probes.redis.queues import BATCH_KEYS
@@ -26,25 +26,6 @@ from probes.redis.queues import BATCH_KEYS
 KEYS = 1000
 RUNS = 20
 EXPORTER = "/usr/bin/prometheus-redis-exporter"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 async def _bench(redis_port: int, exporter_port: int, keys: list[str]) -> list[Row]:
@@ -91,7 +72,7 @@ async def _bench(redis_port: int, exporter_port: int, keys: list[str]) -> list[R
 
 def main() -> list[Row]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-redis-"))
-    redis_port, exporter_port = _free_port(), _free_port()
+    redis_port, exporter_port = free_port(), free_port()
     keys = [f"festivals:queue:bench:{i}" for i in range(KEYS)]
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -101,7 +82,7 @@ def main() -> list[Row]:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         procs.append(redis)
-        _wait_port(redis_port, redis)
+        wait_port(redis_port, redis)
         exporter = subprocess.Popen(
             [EXPORTER, "-redis.addr", f"redis://127.0.0.1:{redis_port}",
              "-web.listen-address", f"127.0.0.1:{exporter_port}",
@@ -109,7 +90,7 @@ def main() -> list[Row]:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ},
         )
         procs.append(exporter)
-        _wait_port(exporter_port, exporter)
+        wait_port(exporter_port, exporter)
         return anyio.run(_bench, redis_port, exporter_port, keys)
     finally:
         for proc in reversed(procs):

@@ -29,11 +29,11 @@ from probes.base import (
 )
 from probes.common.net import (
     ResolveError,
+    SharedContextState,
     classify,
     host_port,
     ip_version,
     resolve,
-    shared_ssl_context,
     tls_metrics,
 )
 
@@ -69,22 +69,10 @@ class TcpConfig(KindConfig):
         return value
 
 
-class TcpState:
-    """Holds the TLS context shared by every probe with the same TLS setting, so that it
-    stays alive between runs (loading CA files is slow)."""
+class TcpState(SharedContextState):
+    """What a ``tcp`` probe keeps between runs: the shared TLS context, nothing else."""
 
-    __slots__ = ("ssl_context",)
-
-    def __init__(self) -> None:
-        self.ssl_context: ssl.SSLContext | None = None
-
-    async def context(self, config: TcpConfig) -> ssl.SSLContext:
-        if self.ssl_context is None:
-            self.ssl_context = await shared_ssl_context(config.tls_verify, config.ca_file)
-        return self.ssl_context
-
-    async def aclose(self) -> None:
-        self.ssl_context = None
+    __slots__ = ()
 
 
 def new_state(config: TcpConfig) -> TcpState:
@@ -178,7 +166,7 @@ async def run(config: TcpConfig, state: TcpState) -> ProbeResult:
     ctx: ssl.SSLContext | None = None
     if config.tls:
         try:
-            ctx = await state.context(config)
+            ctx = await state.ssl_context(config.tls_verify, config.ca_file)
         except (OSError, ssl.SSLError) as exc:
             text = f"cannot load ca_file {config.ca_file}: {getattr(exc, 'strerror', None) or exc}"
             return ProbeResult.fail(Reason.CONFIG, _metrics(figures, extra), [text])

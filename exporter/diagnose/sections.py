@@ -12,17 +12,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from exporter.config import ProbeSpec
+from exporter.mixin.values import SECTION_ANCHORS
 
-SECTION_IDS: tuple[str, ...] = (
-    "api-down",
-    "high-error-rate",
-    "database-issues",
-    "payment-failures",
-    "high-latency",
-    "resource-exhaustion",
-    "queue-backlog",
-    "ssl-certificate-renewal",
-)
+SECTION_IDS: tuple[str, ...] = SECTION_ANCHORS  # the runbook's anchors, in its order
 
 
 @dataclass(frozen=True)

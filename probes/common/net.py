@@ -148,6 +148,25 @@ async def shared_ssl_context(verify: bool, ca_file: Path | None) -> ssl.SSLConte
     return ctx
 
 
+class SharedContextState:
+    """Per-probe state of a kind whose every run opens a fresh connection: only a reference
+    to the TLS context shared by every probe with the same TLS setting, kept between runs
+    (loading a CA file is slow), so 10,000 probes hold 10,000 small objects."""
+
+    __slots__ = ("_ssl_context",)
+
+    def __init__(self) -> None:
+        self._ssl_context: ssl.SSLContext | None = None
+
+    async def ssl_context(self, verify: bool, ca_file: Path | None) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            self._ssl_context = await shared_ssl_context(verify, ca_file)
+        return self._ssl_context
+
+    async def aclose(self) -> None:
+        self._ssl_context = None
+
+
 @functools.lru_cache(maxsize=4096)
 def _der_not_after(der: bytes) -> float | None:
     # Cached: the same few certificates come back on every run of every probe.

@@ -41,10 +41,10 @@ from probes.base import (
 from probes.common.net import (
     IpProtocol,
     ResolveError,
+    SharedContextState,
     classify,
     ip_version,
     resolve,
-    shared_ssl_context,
     tls_metrics,
 )
 from probes.http.checks import JsonCheck
@@ -147,27 +147,15 @@ class HttpConfig(KindConfig):
         return self
 
 
-class HttpState:
-    """What an ``http`` probe keeps between runs: a reference to the TLS context shared by
-    every probe with the same TLS setting, nothing else.
+class HttpState(SharedContextState):
+    """What an ``http`` probe keeps between runs: the shared TLS context, nothing else.
 
     There is no client or pool: every run opens its own connection and closes it when the
     answer is read, so it measures a fresh connect and handshake, as blackbox_exporter
-    does, and 10,000 probes hold 10,000 small objects.
+    does.
     """
 
-    __slots__ = ("_ssl_context",)
-
-    def __init__(self) -> None:
-        self._ssl_context: ssl.SSLContext | None = None
-
-    async def ssl_context(self, config: HttpConfig) -> ssl.SSLContext:
-        if self._ssl_context is None:
-            self._ssl_context = await shared_ssl_context(config.tls_verify, config.ca_file)
-        return self._ssl_context
-
-    async def aclose(self) -> None:
-        self._ssl_context = None
+    __slots__ = ()
 
 
 def new_state(config: HttpConfig) -> HttpState:
@@ -686,7 +674,7 @@ async def run(config: HttpConfig, state: HttpState) -> ProbeResult:
     except ValueError as exc:
         return ProbeResult.fail(Reason.CONFIG, _metrics(config, [], 0.0), [str(exc)])
     try:
-        ssl_context = await state.ssl_context(config)
+        ssl_context = await state.ssl_context(config.tls_verify, config.ca_file)
     except (OSError, ssl.SSLError) as exc:
         text = f"cannot load ca_file {config.ca_file}: {getattr(exc, 'strerror', None) or exc}"
         return ProbeResult.fail(Reason.CONFIG, _metrics(config, [], 0.0), [text])

@@ -95,9 +95,11 @@ async def test_probes_share_one_tls_context_per_setting(ca_file: Path, tmp_path:
         HttpConfig.model_validate({"url": "https://d.test/", "tls_verify": False}),
     ]
     states = [HttpState() for _ in configs]
-    contexts = [await s.ssl_context(c) for s, c in zip(states, configs, strict=True)]
-    tcp_state = TCP.new_state(TcpConfig(host="x", port=1, tls=True, ca_file=ca_file))
-    tcp_ctx = await tcp_state.context(TcpConfig(host="x", port=1, tls=True, ca_file=ca_file))
+    contexts = [
+        await s.ssl_context(c.tls_verify, c.ca_file) for s, c in zip(states, configs, strict=True)
+    ]
+    tcp_config = TcpConfig(host="x", port=1, tls=True, ca_file=ca_file)
+    tcp_ctx = await TCP.new_state(tcp_config).ssl_context(tcp_config.tls_verify, ca_file)
     assert contexts[0] is contexts[1] is tcp_ctx
     assert contexts[2] is not contexts[0]
     assert contexts[3] is not contexts[0] and not contexts[3].check_hostname
@@ -117,7 +119,8 @@ async def test_one_address_metrics_equal_the_general_ones(
     for url in (http_server.url("/ok"), https_server.url("/ok", "https")):
         config = HttpConfig.model_validate({"url": url, "ca_file": str(ca_file)})
         att = await kind._attempt(
-            config, await HttpState().ssl_context(config), "127.0.0.1", {}, 0.001,
+            config, await HttpState().ssl_context(config.tls_verify, config.ca_file), "127.0.0.1",
+            {}, 0.001,
             anyio.current_time() + 3,
         )
         assert att.status == 200, att.detail
