@@ -24,7 +24,7 @@ import struct
 import time
 import weakref
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import anyio
@@ -323,10 +323,11 @@ def _core_pieces(
         yield "probe_run_duration_seconds", "".join(lines)
 
 
-def _kind_lines(metric: Metric, labels: _ProbeLabels) -> str:
+def _kind_lines(metric: Metric, label_text: Callable[[LabelPairs], str]) -> str:
+    """The sample lines of ``metric``, each sample's label string from ``label_text``."""
     name = metric.name + _SUFFIX.get(metric.type, "")
     return "".join(
-        f"{name}{labels.of(sample.labels)} {_value(sample.value)}\n" for sample in metric.samples
+        f"{name}{label_text(sample.labels)} {_value(sample.value)}\n" for sample in metric.samples
     )
 
 
@@ -351,25 +352,24 @@ def _render_large(
     the previous large run's samples, rebuilt from this run's so it never outgrows it."""
     old = labels.large
     new: dict[LabelPairs, str] = {}
-    compressor = zlib.compressobj(_GZ_LEVEL, zlib.DEFLATED, _GZ_WBITS, _GZ_MEMLEVEL)
-    texts: dict[str, list[str]] = {}
-    for metric in metrics:
-        name = metric.name + _SUFFIX.get(metric.type, "")
-        lines = texts.setdefault(metric.name, [])
-        for sample in metric.samples:
-            pairs = sample.labels
-            text = new.get(pairs)
+
+    def label_text(pairs: LabelPairs) -> str:
+        text = new.get(pairs)
+        if text is None:
+            text = old.get(pairs)
             if text is None:
-                text = old.get(pairs)
-                if text is None:
-                    text = labels.compose(pairs)
-                new[pairs] = text
-            lines.append(f"{name}{text} {_value(sample.value)}\n")
+                text = labels.compose(pairs)
+            new[pairs] = text
+        return text
+
+    texts: dict[str, str] = {}
+    for metric in metrics:
+        texts[metric.name] = texts.get(metric.name, "") + _kind_lines(metric, label_text)
     labels.large = new
     out: dict[str, tuple[bytes, bytes]] = {}
-    for metric_name, lines in texts.items():
-        data = "".join(lines).encode()
-        out[metric_name] = (data, compressor.compress(data) + compressor.flush(zlib.Z_FULL_FLUSH))
+    for metric_name, text in texts.items():
+        data = text.encode()
+        out[metric_name] = (data, _deflate_alone(data))
     return out
 
 
@@ -447,7 +447,7 @@ class Exposition:
                 if prepared is not None:
                     ready[family] = prepared.pieces[metric.name]
                     continue
-                lines = _kind_lines(metric, labels)
+                lines = _kind_lines(metric, labels.of)
                 previous = fresh.get(family)
                 if isinstance(previous, str):
                     lines = previous + lines
@@ -639,7 +639,7 @@ def render_run(
     for metric in run.result.metrics:
         family = registry.get(metric.name, metric.help, metric.type, metric.unit)
         if family is not None and not family.core:
-            pieces[family] = pieces.get(family, "") + _kind_lines(metric, labels)
+            pieces[family] = pieces.get(family, "") + _kind_lines(metric, labels.of)
     out: list[bytes] = []
     for family, text in pieces.items():
         out.append(family.om_header if om else family.text_header)
